@@ -1,0 +1,64 @@
+# aimesh — the whole vocabulary: `make up` (deploy the dev stack on kind), `make test` (offline).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STACK   ?= dev
+# Local state backend: no Pulumi Cloud account is needed for the dev loop.
+export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi
+# The dev stack keeps no real secrets; an explicit (empty) passphrase keeps `pulumi` from prompting.
+export PULUMI_CONFIG_PASSPHRASE ?=
+
+.PHONY: help ensure prereqs up down preview check test lint format docs bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt policy-pack/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+ensure: $(VENV)/.installed  ## create .venv and install the pinned dependencies
+
+prereqs:  ## check the tools `make up` needs and say how to get the missing ones
+	@$(PYTHON) tools/prereqs.py
+
+up: ensure prereqs  ## kind cluster + Istio + cert-manager + KServe + zero trust + demo models (stack $(STACK))
+	pulumi stack select --create $(STACK)
+	pulumi up --stack $(STACK) --yes --policy-pack policy-pack
+
+down: prereqs  ## destroy the stack (the kind cluster goes with it)
+	pulumi destroy --stack $(STACK) --yes
+
+preview: ensure prereqs  ## pulumi preview with the policy pack, as CI runs it
+	pulumi stack select --create $(STACK)
+	pulumi preview --stack $(STACK) --policy-pack policy-pack
+
+check: ensure  ## offline: evaluate stack $(STACK), send it through the policy pack over gRPC, report
+	$(PY) -m tools.check --stack $(STACK)
+
+test: ensure  ## everything offline: unit, components, programs per stack, schemas, policy pack
+	$(PY) -m pytest -n 2 -q
+
+lint: ensure  ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+format: ensure  ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+docs: ensure  ## regenerate docs/policies.md from the policy pack
+	$(PY) -m tools.policy_docs > docs/policies.md
+
+bench: ensure  ## program evaluation and policy-pack throughput figures
+	$(PY) benchmarks/program.py
+	$(PY) benchmarks/policy_pack.py
+
+clean:  ## remove the virtualenv and caches (not the stack state)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,50 @@
+"""aimesh: wiring only. Settings -> components -> stack outputs.
+
+The knowledge lives in builders/ (pure functions); components/ register what builders return.
+Order: Cluster -> CertManager -> Istio -> KServe / MeshSecurity / Gateway / Observability ->
+one SecureModel per model. Every step names what it waits for, so one `pulumi up` converges.
+"""
+
+import pulumi
+
+import settings
+from components.cert_manager import CertManager
+from components.cluster import Cluster
+from components.gateway import Gateway
+from components.istio import Istio
+from components.kserve import KServe
+from components.mesh_security import MeshSecurity
+from components.observability import Observability
+from components.secure_model import SecureModel, SecureModelArgs
+
+config = settings.load()
+
+cluster = Cluster("aimesh", config)
+on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
+
+cert_manager = CertManager("aimesh", config, opts=on_cluster)
+istio = Istio("aimesh", config, depends_on=cert_manager.ready, opts=on_cluster)
+kserve = KServe("aimesh", config, depends_on=[*cert_manager.ready, *istio.ready], opts=on_cluster)
+mesh = MeshSecurity("aimesh", config, depends_on=istio.ready, opts=on_cluster)
+gateway = Gateway(
+    "aimesh", config, depends_on=[*cert_manager.ready, *istio.ready], opts=on_cluster
+)
+if config.observability:
+    Observability("aimesh", config, depends_on=istio.ready, opts=on_cluster)
+
+models = [
+    SecureModel(
+        model.name,
+        SecureModelArgs(model=model, settings=config, gateway=gateway.reference),
+        opts=pulumi.ResourceOptions(
+            providers={"kubernetes": cluster.provider},
+            depends_on=[*kserve.ready, *mesh.ready, *gateway.ready],
+        ),
+    )
+    for model in config.models
+]
+
+pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("gatewayAddress", istio.gateway_address)
+pulumi.export("modelEndpoints", {m.model_name: m.endpoint for m in models})
+pulumi.export("accessMatrix", [row for m in models for row in m.access_rows])

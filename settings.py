@@ -1,0 +1,471 @@
+"""The one reader of `pulumi.Config`: stack config -> one frozen, typed, validated `Settings`.
+
+Every key of the `aimesh` namespace is modelled here (and declared, typed and described in
+`Pulumi.yaml`). Models forbid unknown keys, so a typo fails loudly instead of silently falling
+back to a default. Errors name the full key path (`aimesh:models[1].callers[0].role`) and the
+allowed values, and are raised before any resource is registered.
+
+The defaults are the strict posture; every weakening (ALLOW_ANY egress, no masking in a
+non-production stack, ...) is an explicit, visible value in a stack file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlparse
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "aimesh"
+
+# ---------------------------------------------------------------------------------------------
+# Reusable field types
+# ---------------------------------------------------------------------------------------------
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_CRON_FIELD = r"[0-9*/,\-A-Za-z?]+"
+_CRON = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS-1035 label: use lowercase letters, digits and '-', "
+            "start with a letter, at most 63 characters"
+        )
+    return value
+
+
+def _hostname(value: str) -> str:
+    if "*" in value:
+        raise ValueError(f"{value!r}: wildcard hosts are not allowed; list each exact host")
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(f"{value!r} is not a valid lowercase DNS hostname (e.g. 'api.example.com')")
+    return value
+
+
+def _https_url(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme != "https" or not parsed.netloc:
+        raise ValueError(f"{value!r} must be an https:// URL (keys fetched over http can be forged)")
+    return value
+
+
+def _cron(value: str) -> str:
+    if not _CRON.match(value):
+        raise ValueError(f"{value!r} is not a 5-field cron schedule (e.g. '0 1 * * *')")
+    return value
+
+
+def _quantity(value: str) -> str:
+    if not _QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. '500m', '2Gi', '1')")
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+Hostname = Annotated[str, AfterValidator(_hostname)]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+Cron = Annotated[str, AfterValidator(_cron)]
+Quantity = Annotated[str, AfterValidator(_quantity)]
+Role = Literal["admin", "invoke", "read"]
+
+# Storage schemes KServe's storage initializer understands and that keep model bytes encrypted
+# in transit (or never leave the cluster). Plain http:// is refused: model theft/tampering.
+STORAGE_SCHEMES = ("gs", "s3", "https", "pvc", "hf", "oci", "azure")
+
+
+def _storage_uri(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in STORAGE_SCHEMES:
+        allowed = ", ".join(f"{s}://" for s in STORAGE_SCHEMES)
+        raise ValueError(f"{value!r}: storage scheme must be one of {allowed}")
+    if not parsed.netloc:
+        raise ValueError(f"{value!r} has no bucket/host part")
+    return value
+
+
+StorageUri = Annotated[str, AfterValidator(_storage_uri)]
+
+
+class _Model(BaseModel):
+    """Base for every config object: camelCase keys, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        str_strip_whitespace=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Platform
+# ---------------------------------------------------------------------------------------------
+#
+# Pulumi's project config schema can type only strings, integers, booleans and arrays of those
+# (pulumi/pulumi#11321), so every platform setting is a flat, typed key declared in Pulumi.yaml.
+# Only list-of-object keys (models, integrations, sinks, ...) are objects; their schema is the
+# pydantic model below, published as docs/config.schema.json.
+
+
+class IntegrationSettings(_Model):
+    """An external caller authenticated by JWT at the ingress gateway."""
+
+    name: DnsLabel
+    issuer: str = Field(min_length=1)
+    jwks_uri: HttpsUrl
+    audiences: list[str] = Field(min_length=1)
+    # Optional: exact subjects (`sub`) allowed; empty means any subject of this issuer.
+    subjects: list[str] = []
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+
+class RateLimit(_Model):
+    """Envoy local rate limit: a token bucket of `requests` per `unit`."""
+
+    requests: int = Field(ge=1, le=1_000_000)
+    unit: Literal["second", "minute", "hour"] = "second"
+
+
+class AccessWindow(_Model):
+    """A batch window: access opens on `open` and closes on `close` (cron, in `timeZone`)."""
+
+    open: Cron
+    close: Cron
+    time_zone: str = "Etc/UTC"
+
+
+class Caller(_Model):
+    """An in-mesh workload allowed to call a model, identified by its mTLS principal."""
+
+    namespace: DnsLabel
+    service_account: DnsLabel
+    role: Role = "invoke"
+    # Batch callers: access only inside these windows (default: always).
+    windows: list[AccessWindow] = []
+    rate_limit: RateLimit | None = None
+
+
+class IntegrationGrant(_Model):
+    """Grants a configured integration (by name) a role on this model through the gateway."""
+
+    name: DnsLabel
+    role: Role = "invoke"
+    rate_limit: RateLimit | None = None
+
+
+class Toleration(_Model):
+    key: str
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class Resources(_Model):
+    cpu: Quantity = "1"
+    memory: Quantity = "2Gi"
+    gpu: int = Field(default=0, ge=0, le=16)
+    # The extended resource name GPUs are requested under.
+    gpu_resource: str = "nvidia.com/gpu"
+
+
+class Canary(_Model):
+    """A second version of the model taking `trafficPercent` of requests (0 = instant rollback)."""
+
+    storage_uri: StorageUri
+    traffic_percent: int = Field(ge=0, le=100)
+    runtime_version: str | None = None
+
+
+class Subject(_Model):
+    """A Kubernetes RBAC subject allowed to manage a model's InferenceServices."""
+
+    kind: Literal["User", "Group"]
+    name: str = Field(min_length=1)
+
+
+class ModelSettings(_Model):
+    name: DnsLabel
+    # Defaults to the model name.
+    namespace: DnsLabel | None = None
+    # KServe model format (sklearn, xgboost, onnx, pytorch, tensorflow, huggingface, triton, ...).
+    format: str = Field(min_length=1)
+    runtime: str | None = None
+    protocol: Literal["v1", "v2"] = "v1"
+    storage_uri: StorageUri
+    resources: Resources = Resources()
+    node_selector: dict[str, str] = {}
+    tolerations: list[Toleration] = []
+    min_replicas: int = Field(default=1, ge=0, le=100)
+    max_replicas: int = Field(default=1, ge=1, le=100)
+    callers: list[Caller] = []
+    integrations: list[IntegrationGrant] = []
+    managers: list[Subject] = []
+    rate_limit: RateLimit | None = None
+    # Extra egress hosts (exact names) this model may reach besides its storage host.
+    egress_allowlist: list[Hostname] = []
+    canary: Canary | None = None
+    # None: on in non-production stacks, off in production.
+    response_masking: bool | None = None
+
+    @model_validator(mode="after")
+    def _replicas(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"minReplicas ({self.min_replicas}) exceeds maxReplicas ({self.max_replicas})"
+            )
+        return self
+
+    @property
+    def ns(self) -> str:
+        return self.namespace or self.name
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole stack
+# ---------------------------------------------------------------------------------------------
+
+
+class Settings(_Model):
+    """Everything one stack is configured with (keys as in `Pulumi.<stack>.yaml`, camelCase)."""
+
+    environment: Literal["dev", "staging", "production"] = "dev"
+
+    # Cluster: a kind cluster the program creates, an existing one, or YAML rendered to a folder.
+    cluster_mode: Literal["kind", "existing", "render"] = "kind"
+    cluster_name: DnsLabel = "aimesh"
+    # kind only: host ports mapped to the ingress gateway's NodePorts.
+    kind_http_port: int = Field(default=8080, ge=1, le=65535)
+    kind_https_port: int = Field(default=8443, ge=1, le=65535)
+    # existing only: a kubeconfig path or its YAML content, and/or a context in it.
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+    # render only: where the provider writes the manifests.
+    render_dir: str = "rendered"
+
+    # Issuer of gateway certificates. selfSignedCA: a self-signed root -> CA issuer chain in the
+    # cluster (dev); acme: an ACME server, HTTP-01 through the ingress gateway; existing: an
+    # Issuer/ClusterIssuer the platform team already runs (Vault, a corporate CA, ...).
+    issuer_type: Literal["selfSignedCA", "acme", "existing"] = "selfSignedCA"
+    acme_server: HttpsUrl = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str | None = None
+    existing_issuer_name: str | None = None
+    existing_issuer_kind: Literal["ClusterIssuer", "Issuer"] = "ClusterIssuer"
+    # Keys of certificates aimesh requests: ECDSA 256+/RSA 2048+ only.
+    cert_key_algorithm: Literal["ECDSA", "RSA"] = "ECDSA"
+    cert_key_size: int = 256
+
+    # Istio.
+    trust_domain: Hostname = "cluster.local"
+    # REGISTRY_ONLY: pods reach only hosts with a ServiceEntry. ALLOW_ANY is a visible weakening.
+    outbound_traffic_policy: Literal["REGISTRY_ONLY", "ALLOW_ANY"] = "REGISTRY_ONLY"
+    # Unset: NodePort on kind, LoadBalancer elsewhere.
+    gateway_service_type: Literal["NodePort", "LoadBalancer", "ClusterIP"] | None = None
+    istiod_replicas: int = Field(default=1, ge=1, le=10)
+    gateway_replicas: int = Field(default=1, ge=1, le=20)
+
+    # KServe: the ClusterServingRuntimes of kserve-runtime-configs (sklearn, xgboost, triton...).
+    kserve_runtimes: bool = True
+    kserve_controller_replicas: int = Field(default=1, ge=1, le=5)
+
+    # Ingress: HTTPS only (HTTP redirects), one host per model under `gatewayDomain`.
+    gateway_domain: Hostname = "models.aimesh.local"
+    min_tls_version: Literal["TLSV1_2", "TLSV1_3"] = "TLSV1_2"
+
+    integrations: list[IntegrationSettings] = []
+    models: list[ModelSettings] = []
+
+    # Observability (components/observability.py).
+    observability: bool = True
+    tracing_sampling_percent: float = Field(default=1.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _platform_fields(self) -> Self:
+        if self.cluster_mode == "existing" and not (self.kubeconfig or self.kube_context):
+            raise ValueError(
+                "clusterMode 'existing' needs 'kubeconfig' (a path or the YAML content) "
+                "or 'kubeContext'"
+            )
+        if self.kind_http_port == self.kind_https_port:
+            raise ValueError("'kindHttpPort' and 'kindHttpsPort' must differ")
+        if self.issuer_type == "acme" and not self.acme_email:
+            raise ValueError("issuerType 'acme' needs 'acmeEmail' (the ACME account contact)")
+        if self.issuer_type == "existing" and not self.existing_issuer_name:
+            raise ValueError("issuerType 'existing' needs 'existingIssuerName'")
+        allowed = {"ECDSA": (256, 384), "RSA": (2048, 3072, 4096)}[self.cert_key_algorithm]
+        if self.cert_key_size not in allowed:
+            raise ValueError(
+                f"certKeySize {self.cert_key_size} is too weak or unsupported for "
+                f"{self.cert_key_algorithm}; use one of {', '.join(map(str, allowed))}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Self:
+        _unique("models", [m.name for m in self.models], "name")
+        _unique("integrations", [i.name for i in self.integrations], "name")
+        namespaces: dict[str, str] = {}
+        reserved = {"istio-system", "cert-manager", "kserve", "kube-system", "default"}
+        for model in self.models:
+            if model.ns in reserved:
+                raise ValueError(
+                    f"model {model.name!r}: namespace {model.ns!r} is reserved for the platform; "
+                    "choose another 'namespace'"
+                )
+            other = namespaces.setdefault(model.ns, model.name)
+            if other != model.name:
+                raise ValueError(
+                    f"models {other!r} and {model.name!r} share namespace {model.ns!r}; "
+                    "each model gets its own namespace (its deny-all and policies are per namespace)"
+                )
+        known = {i.name for i in self.integrations}
+        for model in self.models:
+            for grant in model.integrations:
+                if grant.name not in known:
+                    raise ValueError(
+                        f"model {model.name!r} grants unknown integration {grant.name!r}; "
+                        f"define it under aimesh:integrations (known: {sorted(known) or 'none'})"
+                    )
+        return self
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    def masking_enabled(self, model: ModelSettings) -> bool:
+        """Response masking defaults to on outside production."""
+        if model.response_masking is not None:
+            return model.response_masking
+        return not self.production
+
+
+def _unique(key: str, names: list[str], field: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{key}: {field} {name!r} is used twice; each {field} must be unique")
+        seen.add(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and error reporting
+# ---------------------------------------------------------------------------------------------
+
+
+class ConfigError(Exception):
+    """Invalid stack configuration; the message lists every problem with its key path."""
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = NAMESPACE
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += (":" if i == 0 else ".") + part
+    return path
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The config model found at `loc`, for listing the known keys next to an unknown one."""
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = next(
+            (f for n, f in model.model_fields.items() if part in (n, f.alias)),
+            None,
+        )
+        if field is None:
+            return None
+        model = _innermost_model(field.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _innermost_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _innermost_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        known = sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
+        return (
+            f"{_key_path(loc)}: unknown key. Remove it or fix its spelling; "
+            f"known keys here: {', '.join(known)}"
+        )
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "literal_error":
+        message = message.replace("Input should be", "must be one of")
+    return f"{_key_path(loc)}: {message}"
+
+
+def parse(raw: Mapping[str, Any]) -> Settings:
+    """Validate raw config values (keys without the `aimesh:` prefix) into `Settings`."""
+    try:
+        return Settings.model_validate(dict(raw))
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(e)}" for e in exc.errors())
+        raise ConfigError(f"invalid stack configuration:\n{problems}") from None
+
+
+def _decode(value: str) -> Any:
+    """Pulumi passes structured config as JSON text and scalars as plain strings."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def raw_from_pulumi() -> dict[str, Any]:
+    """Every `aimesh:*` key the engine passed, decoded. Unknown top-level keys are kept so that
+    validation rejects them (Pulumi itself would silently ignore an undeclared one)."""
+    from pulumi.runtime import config as runtime_config  # noqa: PLC0415 - pulumi only at runtime
+
+    # The language host hands config over through set_all_config; PULUMI_CONFIG is the older path.
+    passed = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    raw: dict[str, Any] = {}
+    for full_key, value in passed.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace == NAMESPACE and key:
+            raw[key] = _decode(value) if isinstance(value, str) else value
+    return raw
+
+
+def load() -> Settings:
+    """Read and validate this stack's config. Raises ConfigError (as a clean Pulumi error)."""
+    import pulumi  # noqa: PLC0415
+
+    try:
+        return parse(raw_from_pulumi())
+    except ConfigError as exc:
+        raise pulumi.RunError(str(exc)) from None

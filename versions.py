@@ -1,0 +1,34 @@
+"""Every upstream version aimesh deploys, in one place.
+
+The reference data in ../shared/upstream (used by the schema tests) is exactly these versions;
+bumping one here means re-checking the generated objects against the new upstream schemas.
+"""
+
+from __future__ import annotations
+
+ISTIO = "1.30.3"
+ISTIO_REPO = "https://istio-release.storage.googleapis.com/charts"
+
+CERT_MANAGER = "v1.21.1"
+CERT_MANAGER_REPO = "https://charts.jetstack.io"
+
+ISTIO_CSR = "v0.17.0"
+
+KSERVE = "v0.20.0"
+# KServe publishes its charts as OCI artifacts; the chart name is appended to this base.
+KSERVE_OCI = "oci://ghcr.io/kserve/charts"
+
+GATEWAY_API = "v1.5.1"
+
+KUBE_PROMETHEUS_STACK = "88.5.3"
+KUBE_PROMETHEUS_STACK_REPO = "https://prometheus-community.github.io/helm-charts"
+PROMETHEUS_OPERATOR = "v0.93.1"
+
+OTEL_COLLECTOR_CHART = "0.170.0"
+OTEL_COLLECTOR_REPO = "https://open-telemetry.github.io/opentelemetry-helm-charts"
+# The contrib distribution carries the Splunk HEC and syslog exporters.
+OTEL_COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib"
+
+# kind's node image for Kubernetes v1.35.x (the version the core-object schemas are checked at).
+KIND_NODE_IMAGE = "kindest/node:v1.35.0"
+KUBERNETES_SCHEMA_VERSION = "1.35.0"
