@@ -53,14 +53,18 @@ def _hostname(value: str) -> str:
     if "*" in value:
         raise ValueError(f"{value!r}: wildcard hosts are not allowed; list each exact host")
     if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
-        raise ValueError(f"{value!r} is not a valid lowercase DNS hostname (e.g. 'api.example.com')")
+        raise ValueError(
+            f"{value!r} is not a valid lowercase DNS hostname (e.g. 'api.example.com')"
+        )
     return value
 
 
 def _https_url(value: str) -> str:
     parsed = urlparse(value)
     if parsed.scheme != "https" or not parsed.netloc:
-        raise ValueError(f"{value!r} must be an https:// URL (keys fetched over http can be forged)")
+        raise ValueError(
+            f"{value!r} must be an https:// URL (keys fetched over http can be forged)"
+        )
     return value
 
 
@@ -335,7 +339,7 @@ class Settings(_Model):
             if other != model.name:
                 raise ValueError(
                     f"models {other!r} and {model.name!r} share namespace {model.ns!r}; "
-                    "each model gets its own namespace (its deny-all and policies are per namespace)"
+                    "each model gets its own namespace (deny-all and policies are per namespace)"
                 )
         known = {i.name for i in self.integrations}
         for model in self.models:
@@ -438,7 +442,7 @@ def parse(raw: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"invalid stack configuration:\n{problems}") from None
 
 
-def _decode(value: str) -> Any:
+def decode_value(value: str) -> Any:
     """Pulumi passes structured config as JSON text and scalars as plain strings."""
     try:
         return json.loads(value)
@@ -449,7 +453,7 @@ def _decode(value: str) -> Any:
 def raw_from_pulumi() -> dict[str, Any]:
     """Every `aimesh:*` key the engine passed, decoded. Unknown top-level keys are kept so that
     validation rejects them (Pulumi itself would silently ignore an undeclared one)."""
-    from pulumi.runtime import config as runtime_config  # noqa: PLC0415 - pulumi only at runtime
+    from pulumi.runtime import config as runtime_config
 
     # The language host hands config over through set_all_config; PULUMI_CONFIG is the older path.
     passed = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
@@ -457,13 +461,13 @@ def raw_from_pulumi() -> dict[str, Any]:
     for full_key, value in passed.items():
         namespace, _, key = full_key.partition(":")
         if namespace == NAMESPACE and key:
-            raw[key] = _decode(value) if isinstance(value, str) else value
+            raw[key] = decode_value(value) if isinstance(value, str) else value
     return raw
 
 
 def load() -> Settings:
     """Read and validate this stack's config. Raises ConfigError (as a clean Pulumi error)."""
-    import pulumi  # noqa: PLC0415
+    import pulumi
 
     try:
         return parse(raw_from_pulumi())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tools import offline, schemas
@@ -14,7 +12,7 @@ def upstream_available() -> None:
     """Skip (never pass) a check whose reference data is absent."""
     try:
         schemas.upstream()
-    except schemas.UpstreamMissing as exc:
+    except schemas.UpstreamMissingError as exc:
         pytest.skip(str(exc))
 
 
@@ -29,5 +27,5 @@ def evaluated(stack: str) -> offline.Evaluation:
 
 
 @pytest.fixture(params=offline.stacks(), ids=lambda s: f"stack={s}")
-def stack_evaluation(request: pytest.FixtureRequest) -> Iterator[offline.Evaluation]:
-    yield evaluated(request.param)
+def stack_evaluation(request: pytest.FixtureRequest) -> offline.Evaluation:
+    return evaluated(request.param)

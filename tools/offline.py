@@ -27,7 +27,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "aimesh"
-SECRET_PLACEHOLDER = "[secret]"
+SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 - a marker, not a credential
 
 
 @dataclass
@@ -99,7 +99,9 @@ class _Mocks(pulumi_mocks.Mocks):
     def __init__(self, computed: ComputedOutputs) -> None:
         self._computed = computed
 
-    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+    def new_resource(
+        self, args: pulumi_mocks.MockResourceArgs
+    ) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         state.update(self._computed(args))
         return f"{args.name}-id", state
@@ -118,7 +120,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self._into = into
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             self._into.resources.append(
                 Registered(
@@ -140,7 +142,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             self._into.outputs.update(
                 rpc.deserialize_properties(request.outputs, keep_unknowns=True)
             )
-        return super().RegisterResourceOutputs(request)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
 
 def project_defaults(project_file: Path = ROOT / "Pulumi.yaml") -> dict[str, Any]:
@@ -211,7 +213,10 @@ def evaluate(
     set_all_config(dict(config), secret_keys or [])
     mocks = _Mocks(computed)
     pulumi.runtime.set_mocks(
-        mocks, project=PROJECT, stack=stack, preview=preview,
+        mocks,
+        project=PROJECT,
+        stack=stack,
+        preview=preview,
         monitor=_RecordingMonitor(mocks, result),
     )
     # A fresh root stack per run, finished after the program so its exports are recorded.

@@ -28,18 +28,22 @@ import yaml
 from versions import KUBERNETES_SCHEMA_VERSION
 
 UPSTREAM = Path(
-    os.environ.get("AIMESH_UPSTREAM", Path(__file__).resolve().parent.parent.parent / "shared" / "upstream")
+    os.environ.get(
+        "AIMESH_UPSTREAM", Path(__file__).resolve().parent.parent.parent / "shared" / "upstream"
+    )
 )
 
 
-class UpstreamMissing(RuntimeError):
+class UpstreamMissingError(RuntimeError):
     """The reference data is not beside the project; checks that need it must skip, not pass."""
 
 
 def upstream(*parts: str) -> Path:
     path = UPSTREAM.joinpath(*parts)
     if not path.exists():
-        raise UpstreamMissing(f"upstream reference data not found: {path} (set AIMESH_UPSTREAM)")
+        raise UpstreamMissingError(
+            f"upstream reference data not found: {path} (set AIMESH_UPSTREAM)"
+        )
     return path
 
 
@@ -48,13 +52,14 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
 
 
 _Loader.add_constructor(
-    "tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node)  # type: ignore[arg-type]
+    "tag:yaml.org,2002:value",
+    lambda loader, node: loader.construct_scalar(node),
 )
 
 
 def load_yaml_documents(path: Path) -> Iterator[Any]:
     with path.open() as handle:
-        yield from (doc for doc in yaml.load_all(handle, Loader=_Loader) if doc)  # noqa: S506
+        yield from (doc for doc in yaml.load_all(handle, Loader=_Loader) if doc)
 
 
 CRD_SOURCES = (
@@ -132,7 +137,7 @@ def _split_api_version(api_version: str) -> tuple[str, str]:
 
 def validate_custom_resource(manifest: Mapping[str, Any]) -> list[str]:
     """Problems of one custom resource against its strict upstream schema ([] when valid)."""
-    import jsonschema  # noqa: PLC0415 - a test/check dependency, not a runtime one
+    import jsonschema
 
     group, version = _split_api_version(str(manifest.get("apiVersion", "")))
     kind = str(manifest.get("kind", ""))
@@ -157,8 +162,11 @@ def _metadata_problems(manifest: Mapping[str, Any]) -> list[str]:
     if not isinstance(meta, Mapping) or not meta.get("name"):
         return [f"{manifest.get('kind')}: metadata.name is required"]
     allowed = {"name", "namespace", "labels", "annotations", "generateName", "finalizers"}
-    problems = [f"{manifest.get('kind')} {_name(manifest)}: metadata.{k} is not expected"
-                for k in meta if k not in allowed]
+    problems = [
+        f"{manifest.get('kind')} {_name(manifest)}: metadata.{k} is not expected"
+        for k in meta
+        if k not in allowed
+    ]
     for field in ("labels", "annotations"):
         for key, value in (meta.get(field) or {}).items():
             if not isinstance(value, str):
@@ -168,12 +176,10 @@ def _metadata_problems(manifest: Mapping[str, Any]) -> list[str]:
 
 def validate_core(manifest: Mapping[str, Any]) -> list[str]:
     """Problems of a core Kubernetes object against the strict schema of the pinned version."""
-    import kubernetes_validate  # noqa: PLC0415
+    import kubernetes_validate
 
     try:
-        kubernetes_validate.validate(
-            dict(manifest), KUBERNETES_SCHEMA_VERSION, strict=True
-        )
+        kubernetes_validate.validate(dict(manifest), KUBERNETES_SCHEMA_VERSION, strict=True)
     except kubernetes_validate.SchemaNotFoundError as exc:
         return [f"{manifest.get('kind')} {_name(manifest)}: {exc}"]
     except kubernetes_validate.ValidationError as exc:
@@ -186,7 +192,7 @@ def validate_core(manifest: Mapping[str, Any]) -> list[str]:
 
 def is_custom(manifest: Mapping[str, Any]) -> bool:
     group, _ = _split_api_version(str(manifest.get("apiVersion", "")))
-    return "." in group and not group.endswith(".k8s.io") or group.endswith(
+    return ("." in group and not group.endswith(".k8s.io")) or group.endswith(
         "gateway.networking.k8s.io"
     )
 
@@ -219,9 +225,10 @@ CHART_SCHEMAS = {
 
 @cache
 def chart_defaults(chart: str) -> dict[str, Any]:
-    values = yaml.load(upstream(CHART_VALUES[chart]).read_text(), Loader=_Loader) or {}  # noqa: S506
+    values = _raw_defaults(chart)
     # Istio nests its defaults under this key; users set them at the top level.
-    return values.get("_internal_defaults_do_not_set", values)
+    nested = values.get("_internal_defaults_do_not_set")
+    return nested if isinstance(nested, dict) else values
 
 
 # Values subtrees the chart passes through verbatim to a typed upstream API, so the chart's
@@ -253,11 +260,14 @@ def unknown_value_keys(
 
 def validate_values(chart: str, values: Mapping[str, Any]) -> list[str]:
     """Problems of `values` for `chart`: unknown keys, and the chart's own schema if any."""
-    problems = [f"{chart}: unknown values key {k}" for k in unknown_value_keys(
-        values, chart_defaults(chart), open_paths=OPEN_PATHS.get(chart, frozenset())
-    )]
+    problems = [
+        f"{chart}: unknown values key {k}"
+        for k in unknown_value_keys(
+            values, chart_defaults(chart), open_paths=OPEN_PATHS.get(chart, frozenset())
+        )
+    ]
     if chart in CHART_SCHEMAS:
-        import jsonschema  # noqa: PLC0415
+        import jsonschema
 
         schema = json.loads(upstream(CHART_SCHEMAS[chart]).read_text())
         validator_cls = jsonschema.validators.validator_for(schema)
@@ -269,7 +279,8 @@ def validate_values(chart: str, values: Mapping[str, Any]) -> list[str]:
 
 
 def _raw_defaults(chart: str) -> dict[str, Any]:
-    return yaml.load(upstream(CHART_VALUES[chart]).read_text(), Loader=_Loader) or {}  # noqa: S506
+    values = yaml.load(upstream(CHART_VALUES[chart]).read_text(), Loader=_Loader)  # noqa: S506
+    return values if isinstance(values, dict) else {}
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""Names and small helpers every builder shares (pure: no Pulumi imports)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+# Istio's root namespace: mesh-wide PeerAuthentication / AuthorizationPolicy live here.
+ISTIO_NAMESPACE = "istio-system"
+INGRESS_NAMESPACE = "istio-ingress"
+CERT_MANAGER_NAMESPACE = "cert-manager"
+KSERVE_NAMESPACE = "kserve"
+OBSERVABILITY_NAMESPACE = "aimesh-observability"
+
+# Control planes stay out of the sidecar mesh: the API server cannot speak Istio mTLS to their
+# admission webhooks.
+CONTROL_PLANE_NAMESPACES = (ISTIO_NAMESPACE, CERT_MANAGER_NAMESPACE, KSERVE_NAMESPACE)
+
+# Labels aimesh puts on what it creates.
+MANAGED_BY = {"app.kubernetes.io/managed-by": "aimesh"}
+MODEL_LABEL = "aimesh.io/model"
+VERSION_LABEL = "aimesh.io/version"
+ROLE_LABEL = "aimesh.io/role"
+
+# The Envoy sidecar's UID: a workload running as it escapes traffic capture.
+ISTIO_PROXY_UID = 1337
+
+
+@dataclass(frozen=True)
+class GatewayRef:
+    """What a model needs to know about the ingress gateway."""
+
+    namespace: str
+    name: str  # networking.istio.io Gateway name
+    service_account: str
+    selector: dict[str, str]
+    domain: str
+
+    @property
+    def qualified(self) -> str:
+        """`<namespace>/<name>`, as VirtualService.spec.gateways wants it."""
+        return f"{self.namespace}/{self.name}"
+
+    def principal(self, trust_domain: str) -> str:
+        return principal(trust_domain, self.namespace, self.service_account)
+
+
+def principal(trust_domain: str, namespace: str, service_account: str) -> str:
+    """The SPIFFE-style principal Istio authorization matches: `<td>/ns/<ns>/sa/<sa>`."""
+    return f"{trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
+def metadata(
+    name: str,
+    namespace: str | None = None,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """ObjectMeta with aimesh's managed-by label."""
+    meta: dict[str, Any] = {"name": name, "labels": {**MANAGED_BY, **(labels or {})}}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON (sorted keys) for embedded documents, so previews stay quiet."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
