@@ -48,6 +48,7 @@ lint: ensure  ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/mypy policy-pack/__main__.py
 
 format: ensure  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

@@ -43,6 +43,9 @@ class Registered:
     dependencies: list[str]
     provider: str
     remote: bool
+    # What the engine also hands analyzers (tools.check): per-property dependencies and options.
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -133,12 +136,32 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     dependencies=list(request.dependencies),
                     provider=request.provider,
                     remote=bool(request.remote),
+                    property_dependencies={
+                        key: list(deps.urns) for key, deps in request.propertyDependencies.items()
+                    },
+                    options={
+                        "protect": bool(request.protect),
+                        "ignoreChanges": list(request.ignoreChanges),
+                        "deleteBeforeReplace": (
+                            bool(request.deleteBeforeReplace)
+                            if request.deleteBeforeReplaceDefined
+                            else None
+                        ),
+                        "additionalSecretOutputs": list(request.additionalSecretOutputs),
+                        "aliases": list(request.aliasURNs),
+                        "customTimeouts": {
+                            "create": request.customTimeouts.create,
+                            "update": request.customTimeouts.update,
+                            "delete": request.customTimeouts.delete,
+                        },
+                    },
                 )
             )
         return response
 
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        if "pulumi:pulumi:Stack" in request.urn:
+        # Only the root stack's outputs are stack outputs (every URN below it mentions it too).
+        if request.urn.split("::")[2:3] == ["pulumi:pulumi:Stack"]:
             self._into.outputs.update(
                 rpc.deserialize_properties(request.outputs, keep_unknowns=True)
             )

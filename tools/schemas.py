@@ -236,6 +236,9 @@ def chart_defaults(chart: str) -> dict[str, Any]:
 OPEN_PATHS: dict[str, frozenset[str]] = {
     # istiod renders meshConfig into the mesh ConfigMap as-is (MeshConfig proto).
     "istiod": frozenset({"meshConfig"}),
+    # `labels` is a free-form label map (its default holds one example label); the chart's
+    # helpers read labels.app / labels.istio to override the selector labels.
+    "istio-gateway": frozenset({"labels"}),
 }
 
 

@@ -1,0 +1,70 @@
+"""CertManager: the cert-manager chart (with its CRDs) and the issuer of gateway certificates."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+import versions
+from builders import cert_manager as builders
+from builders.cluster import namespace
+from builders.common import CERT_MANAGER_NAMESPACE
+from components.charts import ChartSpec, install
+from settings import Settings
+
+
+def chart_spec(settings: Settings) -> ChartSpec:
+    """cert-manager is a v3 Release: its post-install hook (startupapicheck) is what proves the
+    webhook serves with an injected CA bundle before anything creates an issuer."""
+    return ChartSpec(
+        release="cert-manager",
+        chart="cert-manager",
+        version=versions.CERT_MANAGER,
+        repo=versions.CERT_MANAGER_REPO,
+        namespace=CERT_MANAGER_NAMESPACE,
+        values=builders.chart_values(settings),
+        hooks=True,
+    )
+
+
+class CertManager(pulumi.ComponentResource):
+    """cert-manager and the issuer chain; `issuer` names the issuer of gateway certificates."""
+
+    ready: list[pulumi.Resource]
+    issuer: dict[str, str]
+    chart: pulumi.Resource
+
+    def __init__(
+        self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("aimesh:cert_manager:CertManager", name, None, opts)
+        render = settings.cluster_mode == "render"
+        ns = k8s.core.v1.Namespace(
+            f"{name}-cert-manager-ns",
+            metadata=namespace(CERT_MANAGER_NAMESPACE, injected=False)["metadata"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.chart = install(
+            f"{name}-cert-manager",
+            chart_spec(settings),
+            render=render,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
+        )
+        # Each issuer object waits for the chart (CRDs + a webhook that answers) and for the
+        # one before it (the CA issuer needs the root certificate's secret).
+        issued: list[pulumi.Resource] = []
+        for manifest in builders.issuer_chain(settings):
+            meta = manifest["metadata"]
+            issued.append(
+                k8s.apiextensions.CustomResource(
+                    f"{name}-{meta['name']}",
+                    api_version=manifest["apiVersion"],
+                    kind=manifest["kind"],
+                    metadata=meta,
+                    spec=manifest["spec"],
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.chart, *issued]),
+                )
+            )
+        self.issuer = builders.issuer_ref(settings)
+        self.ready = [self.chart, *issued]
+        self.register_outputs({"issuer": self.issuer})

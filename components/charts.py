@@ -1,0 +1,90 @@
+"""One place that decides how a Helm chart is installed: Helm v4 `Chart` or v3 `Release`.
+
+The rule (docs/platform.md has the per-chart table and the reasons):
+
+- v4 `Chart` by default: Pulumi renders the chart and manages every object itself, so each one
+  is visible to CrossGuard, awaited individually, and `depends_on=[chart]` waits for all of them.
+- v3 `Release` when the chart needs what only Helm's install does: hooks (v4 drops them outside
+  render mode) or objects a controller rewrites at runtime (a v4-managed copy would be fought
+  over on every update).
+- Always v4 in render mode: a Release installs into a live cluster and cannot render to a
+  directory. Hooks are then kept in the output so the GitOps tool that applies it runs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+CHART_TYPE = "kubernetes:helm.sh/v4:Chart"
+# Helm's own default is 5 minutes; image pulls on a fresh kind node can take longer.
+RELEASE_TIMEOUT_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    """What to install; `install` decides how."""
+
+    release: str
+    chart: str
+    version: str
+    namespace: str
+    values: dict[str, Any] = field(default_factory=dict)
+    repo: str | None = None
+    # The chart relies on Helm hooks (e.g. a post-install readiness check).
+    hooks: bool = False
+    # A controller rewrites objects of this chart at runtime (e.g. webhook failurePolicy).
+    mutated_at_runtime: bool = False
+    skip_crds: bool = False
+
+
+def method(spec: ChartSpec, *, render: bool) -> Literal["release", "chart"]:
+    """`release` (Helm v3 Release) or `chart` (Helm v4 Chart) for `spec`."""
+    if render:
+        return "chart"
+    return "release" if spec.hooks or spec.mutated_at_runtime else "chart"
+
+
+def install(
+    resource_name: str, spec: ChartSpec, *, render: bool, opts: pulumi.ResourceOptions
+) -> pulumi.Resource:
+    """Register `spec` as a v3 Release or a v4 Chart (see `method`)."""
+    if method(spec, render=render) == "release":
+        return k8s.helm.v3.Release(
+            resource_name,
+            k8s.helm.v3.ReleaseArgs(
+                name=spec.release,
+                chart=spec.chart,
+                version=spec.version,
+                namespace=spec.namespace,
+                repository_opts=(
+                    k8s.helm.v3.RepositoryOptsArgs(repo=spec.repo) if spec.repo else None
+                ),
+                values=spec.values,
+                create_namespace=False,
+                skip_crds=spec.skip_crds,
+                # --wait, plus hook Jobs must complete: the release is ready when Helm says so.
+                skip_await=False,
+                wait_for_jobs=True,
+                timeout=RELEASE_TIMEOUT_SECONDS,
+                cleanup_on_fail=True,
+                max_history=5,
+            ),
+            opts=opts,
+        )
+    return k8s.helm.v4.Chart(
+        resource_name,
+        name=spec.release,
+        chart=spec.chart,
+        version=spec.version,
+        namespace=spec.namespace,
+        repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=spec.repo) if spec.repo else None,
+        values=spec.values,
+        skip_crds=spec.skip_crds,
+        include_hooks=render and spec.hooks,
+        opts=opts,
+    )

@@ -1,0 +1,133 @@
+"""Istio: charts base -> istiod -> ingress gateway, with the hardened mesh config."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+import versions
+from builders import istio as builders
+from builders.cluster import namespace, static_gateway_address
+from builders.common import INGRESS_NAMESPACE, ISTIO_NAMESPACE
+from components.charts import ChartSpec, install
+from settings import Settings
+
+
+def chart_specs(settings: Settings) -> dict[str, ChartSpec]:
+    """The three Istio charts. base and istiod are v3 Releases: istiod rewrites their
+    validating webhooks at runtime (failurePolicy Ignore -> Fail, caBundle), which Helm's
+    upgrade tolerates and a v4-managed object would fight. The gateway is a v4 Chart: plain
+    Deployment/Service/RBAC that CrossGuard should see."""
+    return {
+        "base": ChartSpec(
+            release="istio-base",
+            chart="base",
+            namespace=ISTIO_NAMESPACE,
+            values=builders.base_values(settings),
+            mutated_at_runtime=True,
+            version=versions.ISTIO,
+            repo=versions.ISTIO_REPO,
+        ),
+        "istiod": ChartSpec(
+            release="istiod",
+            chart="istiod",
+            namespace=ISTIO_NAMESPACE,
+            values=builders.istiod_values(settings),
+            mutated_at_runtime=True,
+            version=versions.ISTIO,
+            repo=versions.ISTIO_REPO,
+        ),
+        "gateway": ChartSpec(
+            release=builders.GATEWAY_NAME,
+            chart="gateway",
+            namespace=INGRESS_NAMESPACE,
+            values=builders.gateway_values(settings),
+            version=versions.ISTIO,
+            repo=versions.ISTIO_REPO,
+        ),
+    }
+
+
+class Istio(pulumi.ComponentResource):
+    """Istio's CRDs and control plane, and the `istio-ingress/aimesh-ingressgateway` gateway."""
+
+    ready: list[pulumi.Resource]
+    gateway_address: pulumi.Output[str]
+    base: pulumi.Resource
+    istiod: pulumi.Resource
+    gateway: pulumi.Resource
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        depends_on: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("aimesh:istio:Istio", name, None, opts)
+        render = settings.cluster_mode == "render"
+        upstream = list(depends_on)
+        specs = chart_specs(settings)
+
+        def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, depends_on=[*upstream, *after])
+
+        system_ns = k8s.core.v1.Namespace(
+            f"{name}-istio-system-ns",
+            metadata=namespace(ISTIO_NAMESPACE, injected=False)["metadata"],
+            opts=child(),
+        )
+        ingress_ns = k8s.core.v1.Namespace(
+            f"{name}-istio-ingress-ns",
+            metadata=namespace(INGRESS_NAMESPACE, injected=True)["metadata"],
+            opts=child(),
+        )
+        self.base = install(
+            f"{name}-istio-base", specs["base"], render=render, opts=child(system_ns)
+        )
+        # istiod serves the validating webhook of every Istio CR and injects sidecars.
+        self.istiod = install(
+            f"{name}-istiod", specs["istiod"], render=render, opts=child(self.base)
+        )
+        # The gateway's pods are injected by istiod, so it waits for a ready istiod.
+        self.gateway = install(
+            f"{name}-ingressgateway",
+            specs["gateway"],
+            render=render,
+            opts=child(ingress_ns, self.istiod),
+        )
+        self.ready = [self.base, self.istiod, self.gateway]
+
+        static = static_gateway_address(settings)
+        if static is not None or not isinstance(self.gateway, k8s.helm.v4.Chart):
+            self.gateway_address = pulumi.Output.from_input(static or "")
+        else:
+            self.gateway_address = self.gateway.resources.apply(_load_balancer_address)
+        self.register_outputs({"gateway_address": self.gateway_address})
+
+
+def _load_balancer_address(resources: Sequence[Any] | None) -> pulumi.Output[str]:
+    """The external IP/hostname of the gateway Service among the chart's objects. Pulumi
+    waits for a LoadBalancer Service to get one before the chart counts as ready."""
+    services = [r for r in resources or [] if isinstance(r, k8s.core.v1.Service)]
+    return pulumi.Output.all(*[pulumi.Output.all(s.metadata, s.status) for s in services]).apply(
+        _pick_address
+    )
+
+
+def _pick_address(pairs: Sequence[Sequence[Any]]) -> str:
+    for meta, status in pairs:
+        if getattr(meta, "name", None) != builders.GATEWAY_NAME:
+            continue
+        balancer = getattr(status, "load_balancer", None)
+        for ingress in getattr(balancer, "ingress", None) or []:
+            address = getattr(ingress, "ip", None) or getattr(ingress, "hostname", None)
+            if address:
+                return str(address)
+    return (
+        f"pending: kubectl -n {INGRESS_NAMESPACE} get service {builders.GATEWAY_NAME} "
+        "(no LoadBalancer address yet)"
+    )

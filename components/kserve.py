@@ -1,0 +1,104 @@
+"""KServe: CRDs, the controller in Standard (raw Deployment) mode, and the serving runtimes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+import versions
+from builders import kserve as builders
+from builders.cluster import namespace
+from builders.common import KSERVE_NAMESPACE
+from components.charts import ChartSpec, install
+from settings import Settings
+
+
+def chart_specs(settings: Settings) -> dict[str, ChartSpec]:
+    """kserve-crd, kserve-resources and (if enabled) kserve-runtime-configs, all v4 Charts:
+    no hooks, and the only runtime rewrite (cert-manager's cainjector filling the webhooks'
+    caBundle) touches a field the chart never sets, so server-side apply never fights it."""
+    oci = versions.KSERVE_OCI
+    specs = {
+        "crd": ChartSpec(
+            release="kserve-crd",
+            chart=f"{oci}/kserve-crd",
+            version=versions.KSERVE,
+            namespace=KSERVE_NAMESPACE,
+        ),
+        "resources": ChartSpec(
+            release="kserve",
+            chart=f"{oci}/kserve-resources",
+            version=versions.KSERVE,
+            namespace=KSERVE_NAMESPACE,
+            values=builders.resources_values(settings),
+            # The CRDs belong to kserve-crd; never two owners of one CRD.
+            skip_crds=True,
+        ),
+    }
+    if settings.kserve_runtimes:
+        specs["runtimes"] = ChartSpec(
+            release="kserve-runtime-configs",
+            chart=f"{oci}/kserve-runtime-configs",
+            version=versions.KSERVE,
+            namespace=KSERVE_NAMESPACE,
+            values=builders.runtime_values(settings),
+        )
+    return specs
+
+
+class KServe(pulumi.ComponentResource):
+    """KServe in Standard mode; it creates no ingress (models are routed through Istio)."""
+
+    ready: list[pulumi.Resource]
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        depends_on: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("aimesh:kserve:KServe", name, None, opts)
+        render = settings.cluster_mode == "render"
+        upstream = list(depends_on)
+        specs = chart_specs(settings)
+
+        def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, depends_on=[*upstream, *after])
+
+        ns = k8s.core.v1.Namespace(
+            f"{name}-kserve-ns",
+            metadata=namespace(KSERVE_NAMESPACE, injected=False)["metadata"],
+            opts=child(),
+        )
+        crds = install(f"{name}-kserve-crd", specs["crd"], render=render, opts=child(ns))
+        # The controller chart carries cert-manager objects (its webhook certificate), so it
+        # waits for cert-manager (in `depends_on`) and for the CRDs its webhooks validate.
+        controller = install(
+            f"{name}-kserve", specs["resources"], render=render, opts=child(ns, crds)
+        )
+        self.ready = [crds, controller]
+        if "runtimes" in specs:
+            # ClusterServingRuntimes are validated by the controller's webhook.
+            self.ready.append(
+                install(
+                    f"{name}-kserve-runtimes",
+                    specs["runtimes"],
+                    render=render,
+                    opts=child(crds, controller),
+                )
+            )
+        patch = builders.controller_replicas_patch(settings)
+        if patch is not None and not render:
+            # A patch of an object the chart creates: it exists only once the chart is done.
+            self.ready.append(
+                k8s.apps.v1.DeploymentPatch(
+                    f"{name}-kserve-controller-replicas",
+                    metadata=patch["metadata"],
+                    spec=patch["spec"],
+                    opts=child(controller),
+                )
+            )
+        self.register_outputs({})

@@ -1,0 +1,175 @@
+"""The whole program for EVERY stack file, config passed the way the engine passes it: it
+evaluates, every custom resource waits for the charts behind its CRD and its webhook, control
+planes stay out of the mesh, and the outputs a user needs exist."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+import settings
+from builders.common import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
+from tools import offline, schemas
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+CHART_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
+
+# API group -> the charts (by chart name) a custom resource of that group must wait for: the
+# one that installs the CRD and the one whose webhook validates it. A group missing here fails
+# the test: it means nothing in the program is known to install that CRD.
+CRD_CHARTS: dict[str, frozenset[str]] = {
+    "cert-manager.io": frozenset({"cert-manager"}),
+    "acme.cert-manager.io": frozenset({"cert-manager"}),
+    # CRDs from `base`; istiod serves the validating webhook (and base's default validator).
+    "networking.istio.io": frozenset({"base", "istiod"}),
+    "security.istio.io": frozenset({"base", "istiod"}),
+    "telemetry.istio.io": frozenset({"base", "istiod"}),
+    "extensions.istio.io": frozenset({"base", "istiod"}),
+    "serving.kserve.io": frozenset({"kserve-crd", "kserve-resources"}),
+    "monitoring.coreos.com": frozenset({"kube-prometheus-stack"}),
+}
+
+
+def chart_name(resource: offline.Registered) -> str:
+    """`cert-manager`, `istiod`, `kserve-resources` (OCI references keep their last segment)."""
+    return str(resource.inputs.get("chart", "")).rsplit("/", 1)[-1]
+
+
+def custom_resources(evaluation: offline.Evaluation) -> list[offline.Registered]:
+    return [
+        r
+        for r in evaluation.resources
+        if r.type.startswith("kubernetes:")
+        and r.type not in CHART_TYPES
+        and r.custom
+        and isinstance(r.inputs.get("kind"), str)
+        and schemas.is_custom(r.inputs)
+    ]
+
+
+def waits_for(evaluation: offline.Evaluation, resource: offline.Registered) -> set[str]:
+    """Names of the charts `resource` waits for, directly or through what it depends on."""
+    by_urn = {r.urn: r for r in evaluation.resources}
+    seen: set[str] = set()
+    todo = list(resource.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn in seen or urn not in by_urn:
+            continue
+        seen.add(urn)
+        todo.extend(by_urn[urn].dependencies)
+    return {chart_name(by_urn[u]) for u in seen if by_urn[u].type in CHART_TYPES}
+
+
+def stack_settings(stack: str) -> settings.Settings:
+    config, _ = offline.stack_config(stack)
+    return settings.parse(
+        {
+            key.split(":", 1)[1]: _decode(value)
+            for key, value in config.items()
+            if key.startswith("aimesh:")
+        }
+    )
+
+
+def _decode(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def _names(resources: Iterable[offline.Registered]) -> list[str]:
+    return sorted(f"{r.inputs.get('kind')} {r.name}" for r in resources)
+
+
+def test_every_stack_file_is_covered() -> None:
+    assert {"dev", "prod"} <= set(offline.stacks())
+
+
+def test_program_evaluates(stack_evaluation: offline.Evaluation) -> None:
+    types = {r.type for r in stack_evaluation.resources}
+    for token in (
+        "aimesh:cluster:Cluster",
+        "aimesh:cert_manager:CertManager",
+        "aimesh:istio:Istio",
+        "aimesh:kserve:KServe",
+    ):
+        assert token in types
+
+
+def test_custom_resources_wait_for_their_crd_and_webhook_charts(
+    stack_evaluation: offline.Evaluation,
+) -> None:
+    resources = custom_resources(stack_evaluation)
+    assert resources, "the program registers custom resources; finding none means a broken check"
+    problems = []
+    for resource in resources:
+        group = str(resource.inputs["apiVersion"]).rpartition("/")[0]
+        required = CRD_CHARTS.get(group)
+        if required is None:
+            problems.append(f"{resource.name}: no chart of this program installs {group} CRDs")
+            continue
+        missing = required - waits_for(stack_evaluation, resource)
+        if missing:
+            problems.append(
+                f"{resource.name} ({resource.inputs['kind']}) does not wait for {sorted(missing)}"
+            )
+    assert problems == []
+
+
+def test_the_dependency_check_can_fail(stack_evaluation: offline.Evaluation) -> None:
+    """A resource that waits for nothing is reported."""
+    (issuer_chart,) = [
+        r
+        for r in stack_evaluation.resources
+        if r.type in CHART_TYPES and chart_name(r) == "cert-manager"
+    ]
+    assert waits_for(stack_evaluation, issuer_chart) == set()
+
+
+def test_control_plane_namespaces_are_not_injected(stack_evaluation: offline.Evaluation) -> None:
+    labels = {
+        m["metadata"]["name"]: (m["metadata"].get("labels") or {}).get("istio-injection")
+        for m in stack_evaluation.find("Namespace")
+    }
+    for name in CONTROL_PLANE_NAMESPACES:
+        assert labels.get(name) == "disabled", name
+    assert labels.get(INGRESS_NAMESPACE) == "enabled"
+    opted_out = {n for n, v in labels.items() if v == "disabled"}
+    assert opted_out <= set(CONTROL_PLANE_NAMESPACES), "only control planes may leave the mesh"
+
+
+def test_outputs_a_user_needs(stack_evaluation: offline.Evaluation) -> None:
+    outputs = stack_evaluation.outputs
+    kubeconfig = outputs["kubeconfig"]
+    assert isinstance(kubeconfig, dict)
+    assert SECRET_SIG in kubeconfig, "kubeconfig must be a secret output"
+    assert "gatewayAddress" in outputs
+    assert isinstance(outputs["modelEndpoints"], dict)
+
+
+@pytest.mark.parametrize("stack", offline.stacks())
+def test_every_model_has_an_endpoint(stack: str) -> None:
+    from tests.conftest import evaluated
+
+    config = stack_settings(stack)
+    endpoints = evaluated(stack).outputs["modelEndpoints"]
+    assert set(endpoints) == {m.name for m in config.models}
+    for model in config.models:
+        assert endpoints[model.name].startswith(f"https://{model.name}.{config.gateway_domain}")
+
+
+@pytest.mark.parametrize("stack", offline.stacks())
+def test_stack_gateway_address(stack: str) -> None:
+    from tests.conftest import evaluated
+
+    config = stack_settings(stack)
+    address = evaluated(stack).outputs["gatewayAddress"]
+    if config.cluster_mode == "kind":
+        assert address == f"127.0.0.1:{config.kind_https_port}"
+    elif config.cluster_mode == "render":
+        assert address == ""

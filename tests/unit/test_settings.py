@@ -1,0 +1,162 @@
+"""Bad config, table-driven: each case names the exact key path and what is allowed, and fails
+before the program registers a single resource (settings.load() runs first in __main__.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pytest
+
+import settings
+from tools import offline
+
+MODEL = {"name": "iris", "format": "sklearn", "storageUri": "gs://models/iris"}
+
+
+@dataclass(frozen=True)
+class Bad:
+    id: str
+    config: dict[str, Any]
+    # Every fragment must appear in the error (key path first, then what is allowed).
+    expected: tuple[str, ...]
+
+
+CASES = [
+    Bad(
+        "unknown-top-level-key",
+        {"clusterMod": "kind"},
+        ("aimesh:clusterMod: unknown key", "clusterMode"),
+    ),
+    Bad(
+        "unknown-nested-key",
+        {"models": [{**MODEL, "minReplica": 2}]},
+        ("aimesh:models[0].minReplica: unknown key", "minReplicas"),
+    ),
+    Bad(
+        "unknown-deeply-nested-key",
+        {"models": [{**MODEL, "resources": {"cpus": "2"}}]},
+        ("aimesh:models[0].resources.cpus: unknown key", "cpu", "memory", "gpu"),
+    ),
+    Bad(
+        "wrong-enum-cluster-mode",
+        {"clusterMode": "minikube"},
+        ("aimesh:clusterMode: must be one of 'kind', 'existing' or 'render'",),
+    ),
+    Bad(
+        "wrong-enum-egress",
+        {"outboundTrafficPolicy": "allow"},
+        ("aimesh:outboundTrafficPolicy: must be one of 'REGISTRY_ONLY' or 'ALLOW_ANY'",),
+    ),
+    Bad(
+        "wrong-enum-issuer",
+        {"issuerType": "vault"},
+        ("aimesh:issuerType: must be one of 'selfSignedCA', 'acme' or 'existing'",),
+    ),
+    Bad(
+        "http-storage-uri",
+        {"models": [{**MODEL, "storageUri": "http://models.example.com/iris"}]},
+        ("aimesh:models[0].storageUri:", "gs://", "s3://", "https://", "pvc://"),
+    ),
+    Bad(
+        "duplicate-model-names",
+        {"models": [MODEL, {**MODEL, "namespace": "iris-2"}]},
+        ("aimesh:models[1].name: 'iris' is already used by models[0]", "must be unique"),
+    ),
+    Bad(
+        "acme-without-email",
+        {"issuerType": "acme"},
+        ("aimesh:acmeEmail: required when issuerType is 'acme'",),
+    ),
+    Bad(
+        "existing-issuer-without-name",
+        {"issuerType": "existing"},
+        ("aimesh:existingIssuerName: required when issuerType is 'existing'",),
+    ),
+    Bad(
+        "weak-ecdsa-key",
+        {"certKeySize": 128},
+        ("aimesh:certKeySize: 128 is too weak", "must be one of 256, 384"),
+    ),
+    Bad(
+        "weak-rsa-key",
+        {"certKeyAlgorithm": "RSA", "certKeySize": 1024},
+        ("aimesh:certKeySize: 1024 is too weak", "must be one of 2048, 3072, 4096"),
+    ),
+    Bad(
+        "existing-cluster-without-kubeconfig",
+        {"clusterMode": "existing"},
+        ("aimesh:kubeconfig: clusterMode 'existing' needs", "kubeContext"),
+    ),
+    Bad(
+        "same-kind-ports",
+        {"kindHttpPort": 8443, "kindHttpsPort": 8443},
+        ("aimesh:kindHttpsPort: must differ from kindHttpPort",),
+    ),
+    Bad(
+        "port-out-of-range",
+        {"kindHttpPort": 70000},
+        ("aimesh:kindHttpPort:", "65535"),
+    ),
+    Bad(
+        "replicas-not-an-integer",
+        {"istiodReplicas": "two"},
+        ("aimesh:istiodReplicas:", "integer"),
+    ),
+    Bad(
+        "trust-domain-not-a-hostname",
+        {"trustDomain": "Cluster Local"},
+        ("aimesh:trustDomain:", "not a valid lowercase DNS hostname"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_parse_names_key_path_and_allowed_values(case: Bad) -> None:
+    with pytest.raises(settings.ConfigError) as raised:
+        settings.parse(case.config)
+    message = str(raised.value)
+    for fragment in case.expected:
+        assert fragment in message
+
+
+class _Recording(offline.Evaluation):
+    """An Evaluation that remembers itself, so a run that raises can still be inspected."""
+
+    last: offline.Evaluation | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        _Recording.last = self
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_program_fails_before_registering_anything(
+    case: Bad, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(offline, "Evaluation", _Recording)
+    values = {**offline.project_defaults(), **{f"aimesh:{k}": v for k, v in case.config.items()}}
+    config, secret_keys = offline.encode_config(values)
+    with pytest.raises(pulumi.RunError) as raised:
+        offline.evaluate(config, secret_keys=secret_keys)
+    for fragment in case.expected:
+        assert fragment in str(raised.value)
+    assert _Recording.last is not None
+    assert _Recording.last.resources == [], "a resource was registered before config was valid"
+
+
+def test_the_recorder_does_see_registrations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check above is only meaningful if a valid config does register resources."""
+    monkeypatch.setattr(offline, "Evaluation", _Recording)
+    config, secret_keys = offline.encode_config(offline.project_defaults())
+    offline.evaluate(config, secret_keys=secret_keys)
+    assert _Recording.last is not None
+    assert any(r.type == "aimesh:cluster:Cluster" for r in _Recording.last.resources)
+
+
+def test_project_defaults_are_valid_and_secure() -> None:
+    parsed = settings.parse({k.split(":", 1)[1]: v for k, v in offline.project_defaults().items()})
+    assert parsed.outbound_traffic_policy == "REGISTRY_ONLY"
+    assert parsed.cluster_mode == "kind"
+    assert (parsed.cert_key_algorithm, parsed.cert_key_size) == ("ECDSA", 256)

@@ -1,0 +1,114 @@
+"""Check the tools `make up` needs: pulumi, docker (with a daemon that answers), kind, kubectl.
+
+Runs before the virtualenv exists, so it uses the standard library only. Prints what is
+missing and how to install it; exits 1 if anything is missing.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+Which = Callable[[str], str | None]
+Run = Callable[[Sequence[str]], int]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    why: str
+    linux: str
+    macos: str
+    docs: str
+
+
+TOOLS = (
+    Tool(
+        "pulumi",
+        "runs the program (`pulumi up` of the dev stack, local state backend)",
+        "curl -fsSL https://get.pulumi.com | sh",
+        "brew install pulumi/tap/pulumi",
+        "https://www.pulumi.com/docs/iac/download-install/",
+    ),
+    Tool(
+        "docker",
+        "kind runs the Kubernetes node as a Docker container",
+        "install Docker Engine for your distribution, then `sudo usermod -aG docker $USER`",
+        "install Docker Desktop (or `brew install colima docker && colima start`)",
+        "https://docs.docker.com/engine/install/",
+    ),
+    Tool(
+        "kind",
+        "the program creates and deletes the local cluster with `kind`",
+        "go install sigs.k8s.io/kind@latest  (or download the release binary)",
+        "brew install kind",
+        "https://kind.sigs.k8s.io/docs/user/quick-start/#installation",
+    ),
+    Tool(
+        "kubectl",
+        "to look at the cluster (`kubectl get pods -A`) and for the runbooks",
+        "curl -LO https://dl.k8s.io/release/$(curl -Ls https://dl.k8s.io/release/stable.txt)"
+        "/bin/linux/amd64/kubectl && sudo install kubectl /usr/local/bin/",
+        "brew install kubectl",
+        "https://kubernetes.io/docs/tasks/tools/",
+    ),
+)
+
+
+def _run_quietly(argv: Sequence[str]) -> int:
+    try:
+        return subprocess.run(
+            list(argv),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=20,
+            check=False,
+        ).returncode
+    except (OSError, subprocess.TimeoutExpired):
+        return 1
+
+
+def problems(
+    which: Which = shutil.which, run: Run = _run_quietly, system: str | None = None
+) -> list[str]:
+    """One message per missing prerequisite, each saying how to get it ([] when all is well)."""
+    system = system or platform.system()
+    found: list[str] = []
+    for tool in TOOLS:
+        if which(tool.name) is None:
+            how = tool.macos if system == "Darwin" else tool.linux
+            found.append(
+                f"{tool.name} is not on PATH ({tool.why}).\n    install: {how}\n"
+                f"    docs:    {tool.docs}"
+            )
+    if which("docker") is not None and run(["docker", "info"]) != 0:
+        start = (
+            "start Docker Desktop (or `colima start`)"
+            if system == "Darwin"
+            else "`sudo systemctl start docker`; if it runs, add yourself to the docker group "
+            "(`sudo usermod -aG docker $USER`, then log in again)"
+        )
+        found.append(
+            "docker is installed but its daemon does not answer (`docker info` failed).\n"
+            f"    fix: {start}"
+        )
+    return found
+
+
+def main() -> int:
+    missing = problems()
+    if not missing:
+        print("prerequisites: pulumi, docker (daemon up), kind, kubectl - all found")
+        return 0
+    print(f"make up needs {len(missing)} more thing(s):\n", file=sys.stderr)
+    for message in missing:
+        print(f"  - {message}\n", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
