@@ -1,0 +1,83 @@
+"""Gateway: the only way into the mesh from outside.
+
+A cert-manager Certificate for the gateway's TLS secret, the Istio Gateway (HTTPS with a TLS 1.2+
+minimum, HTTP redirecting), JWT authentication of external integrations and the authorization
+that requires a token and limits each integration to the models that granted it. The knowledge
+lives in builders/gateway.py; this component registers it in a safe order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+from pulumi_kubernetes.apiextensions import CustomResource
+
+from builders import gateway as build
+from builders.common import GatewayRef
+from settings import Settings
+
+
+class Gateway(pulumi.ComponentResource):
+    """TLS certificate, Gateway, JWT authn + the policy requiring a token.
+
+    Order: the authentication/authorization policies are created first and the Gateway depends
+    on them, so the gateway never routes a request before the token requirement exists.
+    `issuer` (optional) is components/cert_manager.py's `issuer`; without it the issuer is
+    derived from settings (`aimesh-ca`, or `existingIssuerName`/`existingIssuerKind`)."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        depends_on: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+        issuer: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__("aimesh:gateway:Gateway", name, None, opts)
+        self.reference: GatewayRef = build.reference(settings)
+
+        self.policies: dict[str, CustomResource] = {
+            suffix: _register(f"{name}-{suffix}", manifest, self, depends_on)
+            for suffix, manifest in build.policies(settings).items()
+        }
+        cert = build.certificate(settings, issuer)
+        self.certificate: CustomResource | None = (
+            _register(f"{name}-certificate", cert, self, depends_on) if cert else None
+        )
+        self.gateway = _register(
+            f"{name}-gateway",
+            build.gateway(settings),
+            self,
+            [*depends_on, *self.policies.values()],
+        )
+
+        certificate = [self.certificate] if self.certificate else []
+        self.ready: list[pulumi.Resource] = [*self.policies.values(), *certificate, self.gateway]
+        self.register_outputs(
+            {
+                "gateway": self.reference.qualified,
+                "domain": self.reference.domain,
+                "tlsSecret": build.TLS_SECRET_NAME,
+                "integrations": {
+                    i.name: build.integration_hosts(settings, i.name) for i in settings.integrations
+                },
+            }
+        )
+
+
+def _register(
+    resource_name: str,
+    manifest: Mapping[str, Any],
+    parent: pulumi.Resource,
+    depends_on: Sequence[pulumi.Resource],
+) -> CustomResource:
+    return CustomResource(
+        resource_name,
+        api_version=manifest["apiVersion"],
+        kind=manifest["kind"],
+        metadata=manifest["metadata"],
+        spec=manifest["spec"],
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+    )
