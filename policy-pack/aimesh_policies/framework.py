@@ -1,0 +1,368 @@
+"""The policy framework: `Policy`, `Finding`, `Context` and the two evaluation entry points.
+
+A policy is data plus pure functions over `K8sObject`s:
+
+- `check(obj, ctx)` for a resource rule (what one object does wrong), or
+- `check_stack(objs, ctx)` for a stack rule (what is missing across the stack),
+- optionally `fix(obj)` returning a corrected manifest when a safe automatic fix exists.
+
+The pulumi_policy wrappers (`aimesh_policies.build_pulumi_policies`) are thin and catch nothing by
+design: checks are total (they use the safe accessors of `objects`), which the property-based
+tests prove over malformed manifests and unknown values.
+
+Unknown values: a policy lists its `critical` fields; when any of them is unknown during preview,
+`evaluate` reports "cannot verify <field>: value unknown until apply" instead of letting the
+object pass (the check still runs on what is known).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Final
+
+from aimesh_policies.objects import (
+    GroupKind,
+    K8sObject,
+    as_int,
+    as_list,
+    as_map,
+    as_str,
+    str_list,
+    str_map,
+)
+
+
+class Level(Enum):
+    """Default enforcement: MANDATORY for zero-trust weakening, ADVISORY for hygiene."""
+
+    MANDATORY = "mandatory"
+    ADVISORY = "advisory"
+
+
+class Severity(Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One violation. `message` names the resource, the field and the fix, never a secret value."""
+
+    message: str
+    urn: str = ""
+
+
+def finding(obj: K8sObject, path: str, problem: str, fix: str) -> Finding:
+    """The house format: `<Kind ns/name>: <field>: <problem>. Fix: <fix>`."""
+    where = obj.field(path)
+    head = f"{obj.ref}: {where}: " if where else f"{obj.ref}: "
+    return Finding(f"{head}{problem.rstrip('.')}. Fix: {fix}", obj.urn)
+
+
+def unknown_finding(obj: K8sObject, path: str) -> Finding:
+    return Finding(
+        f"{obj.ref}: {path}: cannot verify: value unknown until apply. Fix: make the value "
+        "known at preview (a literal or config), or re-run the check after apply.",
+        obj.urn,
+    )
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+DEFAULT_MESH_ROOT: Final = "istio-system"
+# Control planes stay out of the sidecar mesh (the API server cannot speak Istio mTLS to their
+# webhooks), plus the namespaces Kubernetes and kind own.
+DEFAULT_CONTROL_PLANE_NAMESPACES: Final = (
+    "istio-system",
+    "cert-manager",
+    "kserve",
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "local-path-storage",
+)
+DEFAULT_MODEL_WORKLOAD_LABELS: Final = ("aimesh.io/model", "serving.kserve.io/inferenceservice")
+DEFAULT_GATEWAY_NAMESPACES: Final = ("istio-ingress",)
+
+# JSON schema of the configuration every policy accepts (the CLI validates
+# `--policy-pack-config` against it and fills in the defaults). Config is per policy in Pulumi, so
+# every policy declares the shared keys.
+COMMON_CONFIG_SCHEMA: Final[dict[str, dict[str, Any]]] = {
+    "exemptNamespaces": {
+        "type": "array",
+        "items": {"type": "string"},
+        "default": [],
+        "description": "Namespaces this policy does not judge at all.",
+    },
+    "exemptWorkloads": {
+        "type": "array",
+        "items": {"type": "string"},
+        "default": [],
+        "description": (
+            "Objects this policy does not judge, as `namespace/name` (`namespace/*` for all "
+            "of a namespace; `name` alone for cluster-scoped objects)."
+        ),
+    },
+    "exemptPorts": {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "default": [],
+        "description": (
+            "Ports that may be excluded from traffic capture or have a port-level mTLS "
+            "exception (e.g. a metrics port scraped from outside the mesh)."
+        ),
+    },
+    "controlPlaneNamespaces": {
+        "type": "array",
+        "items": {"type": "string"},
+        "default": list(DEFAULT_CONTROL_PLANE_NAMESPACES),
+        "description": "Namespaces that stay out of the sidecar mesh (injection rules skip them).",
+    },
+    "modelNamespaces": {
+        "type": "array",
+        "items": {"type": "string"},
+        "default": [],
+        "description": (
+            "Namespaces that serve models, by name (in addition to every namespace holding an "
+            "InferenceService and every namespace matching modelNamespaceLabels)."
+        ),
+    },
+    "modelNamespaceLabels": {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "default": {},
+        "description": (
+            "Label selector (matchLabels; value `*` = any value) that marks a Namespace as a "
+            "model namespace."
+        ),
+    },
+    "modelWorkloadLabels": {
+        "type": "array",
+        "items": {"type": "string"},
+        "default": list(DEFAULT_MODEL_WORKLOAD_LABELS),
+        "description": "Pod label keys that mark a model workload.",
+    },
+    "meshRootNamespace": {
+        "type": "string",
+        "default": DEFAULT_MESH_ROOT,
+        "description": "Istio's root namespace (meshConfig.rootNamespace).",
+    },
+    "gatewayNamespaces": {
+        "type": "array",
+        "items": {"type": "string"},
+        "default": list(DEFAULT_GATEWAY_NAMESPACES),
+        "description": "Namespaces of ingress gateways (requests from outside the mesh land here).",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """The policy config of one policy (from `--policy-pack-config`), parsed leniently: a value of
+    the wrong type falls back to its default (the CLI has validated the schema already)."""
+
+    exempt_namespaces: frozenset[str] = frozenset()
+    exempt_workloads: frozenset[str] = frozenset()
+    exempt_ports: frozenset[int] = frozenset()
+    control_plane_namespaces: frozenset[str] = frozenset(DEFAULT_CONTROL_PLANE_NAMESPACES)
+    model_namespaces: frozenset[str] = frozenset()
+    model_namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    model_workload_labels: tuple[str, ...] = DEFAULT_MODEL_WORKLOAD_LABELS
+    mesh_root_namespace: str = DEFAULT_MESH_ROOT
+    gateway_namespaces: frozenset[str] = frozenset(DEFAULT_GATEWAY_NAMESPACES)
+    # The whole raw config, for policy-specific keys (declared in `Policy.config`).
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | object) -> Context:
+        from aimesh_policies.objects import plain
+
+        raw = plain(config)
+        raw = raw if isinstance(raw, Mapping) else {}
+        defaults = cls()
+
+        def strings(key: str, default: Iterable[str]) -> frozenset[str]:
+            value = raw.get(key)
+            return frozenset(str_list(value)) if isinstance(value, list) else frozenset(default)
+
+        ports = raw.get("exemptPorts")
+        labels = raw.get("modelNamespaceLabels")
+        workload_labels = raw.get("modelWorkloadLabels")
+        return cls(
+            exempt_namespaces=strings("exemptNamespaces", ()),
+            exempt_workloads=strings("exemptWorkloads", ()),
+            exempt_ports=frozenset(p for p in (as_int(v) for v in as_list(ports)) if p is not None),
+            control_plane_namespaces=strings(
+                "controlPlaneNamespaces", DEFAULT_CONTROL_PLANE_NAMESPACES
+            ),
+            model_namespaces=strings("modelNamespaces", ()),
+            model_namespace_labels=str_map(labels) if isinstance(labels, Mapping) else {},
+            model_workload_labels=tuple(str_list(workload_labels))
+            if isinstance(workload_labels, list)
+            else defaults.model_workload_labels,
+            mesh_root_namespace=as_str(raw.get("meshRootNamespace"))
+            or defaults.mesh_root_namespace,
+            gateway_namespaces=strings("gatewayNamespaces", DEFAULT_GATEWAY_NAMESPACES),
+            raw=dict(raw),
+        )
+
+    def is_exempt(self, obj: K8sObject) -> bool:
+        if obj.namespace and obj.namespace in self.exempt_namespaces:
+            return True
+        if obj.is_("", "Namespace") and obj.name in self.exempt_namespaces:
+            return True
+        if not self.exempt_workloads:
+            return False
+        if obj.namespace:
+            return (
+                f"{obj.namespace}/{obj.name}" in self.exempt_workloads
+                or f"{obj.namespace}/*" in self.exempt_workloads
+            )
+        return obj.name in self.exempt_workloads
+
+    def is_control_plane(self, namespace: str) -> bool:
+        return namespace in self.control_plane_namespaces
+
+    def is_model_workload(self, labels: Mapping[str, str]) -> bool:
+        return any(key in labels for key in self.model_workload_labels)
+
+    def namespace_labels_select(self, labels: Mapping[str, str]) -> bool:
+        """Whether a Namespace's labels match `modelNamespaceLabels` (never when it is empty)."""
+        if not self.model_namespace_labels:
+            return False
+        return all(
+            key in labels and (want == "*" or labels[key] == want)
+            for key, want in self.model_namespace_labels.items()
+        )
+
+
+# --- policies ------------------------------------------------------------------------------------
+
+Check = Callable[[K8sObject, Context], Iterable[Finding]]
+StackCheck = Callable[[Sequence[K8sObject], Context], Iterable[Finding]]
+Fix = Callable[[K8sObject], Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One rule. Exactly one of `check` / `check_stack` is set."""
+
+    name: str  # says what it demands: `istio-peerauthentication-require-strict-mtls`
+    description: str  # one sentence: what it demands
+    severity: Severity
+    level: Level
+    remediation: str  # how to fix a violation
+    catches: str  # what it catches, for docs/policies.md (a sentence or two)
+    check: Check | None = None
+    check_stack: StackCheck | None = None
+    # (group, kind) pairs a resource rule judges; empty = every object (rarely what you want).
+    kinds: frozenset[GroupKind] = frozenset()
+    # A finer filter than `kinds` (e.g. only istiod's chart values); must be total too.
+    only: Callable[[K8sObject], bool] | None = None
+    # Body paths ("spec.mtls.mode", "spec.rules[].from") whose unknown value must not pass.
+    critical: tuple[str, ...] = ()
+    fix: Fix | None = None
+    # Extra, policy-specific config keys (JSON schema per key, with a default).
+    config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    concern: str = ""  # module / concern name, for docs grouping (set by the registry)
+
+    def __post_init__(self) -> None:
+        if (self.check is None) == (self.check_stack is None):
+            raise ValueError(f"policy {self.name}: set exactly one of check / check_stack")
+        if self.fix is not None and self.check is None:
+            raise ValueError(f"policy {self.name}: only resource rules can offer a fix")
+
+    @property
+    def is_stack_rule(self) -> bool:
+        return self.check_stack is not None
+
+    def config_schema(self) -> dict[str, dict[str, Any]]:
+        return {**COMMON_CONFIG_SCHEMA, **{k: dict(v) for k, v in self.config.items()}}
+
+    def applies_to(self, obj: K8sObject) -> bool:
+        if self.kinds and obj.group_kind not in self.kinds:
+            return False
+        return self.only is None or self.only(obj)
+
+
+def evaluate(policy: Policy, obj: K8sObject, ctx: Context) -> list[Finding]:
+    """Findings of a resource rule on one object: unknown critical fields, then the check."""
+    if policy.check is None or not policy.applies_to(obj) or ctx.is_exempt(obj):
+        return []
+    found: list[Finding] = []
+    seen: set[str] = set()
+    for path in policy.critical:
+        for where in obj.unknown(path):
+            if where not in seen:
+                seen.add(where)
+                found.append(unknown_finding(obj, where))
+    found.extend(policy.check(obj, ctx))
+    return found
+
+
+def evaluate_stack(policy: Policy, objs: Sequence[K8sObject], ctx: Context) -> list[Finding]:
+    """Findings of a stack rule over every (non-exempt) object of the stack."""
+    if policy.check_stack is None:
+        return []
+    judged = [o for o in objs if not ctx.is_exempt(o)]
+    found: list[Finding] = []
+    for path in policy.critical:
+        for obj in judged:
+            if policy.applies_to(obj):
+                found.extend(unknown_finding(obj, where) for where in obj.unknown(path))
+    found.extend(policy.check_stack(judged, ctx))
+    return found
+
+
+def evaluate_all(
+    policies: Iterable[Policy], objs: Sequence[K8sObject], ctx: Context | None = None
+) -> dict[str, list[Finding]]:
+    """Every policy over `objs` (resource rules per object, stack rules over all): name ->
+    findings, only policies with findings. For tests and offline tools."""
+    ctx = ctx or Context()
+    out: dict[str, list[Finding]] = {}
+    for policy in policies:
+        found: list[Finding] = []
+        if policy.is_stack_rule:
+            found = evaluate_stack(policy, objs, ctx)
+        else:
+            for obj in objs:
+                found.extend(evaluate(policy, obj, ctx))
+        if found:
+            out[policy.name] = found
+    return out
+
+
+def as_manifest(obj: K8sObject) -> dict[str, Any]:
+    """A mutable deep copy of `obj.body` for a `fix` to edit."""
+    copied: dict[str, Any] = _copy(obj.body)
+    return copied
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+__all__ = [
+    "COMMON_CONFIG_SCHEMA",
+    "Context",
+    "Finding",
+    "Level",
+    "Policy",
+    "Severity",
+    "as_manifest",
+    "as_map",
+    "evaluate",
+    "evaluate_all",
+    "evaluate_stack",
+    "finding",
+    "unknown_finding",
+]
