@@ -14,7 +14,7 @@ from components.gateway import Gateway
 from components.istio import Istio
 from components.kserve import KServe
 from components.mesh_security import MeshSecurity
-from components.observability import Observability
+from components.observability import NamespaceTelemetry, Observability
 from components.secure_model import SecureModel, SecureModelArgs
 
 config = settings.load()
@@ -26,9 +26,7 @@ cert_manager = CertManager("aimesh", config, opts=on_cluster)
 istio = Istio("aimesh", config, depends_on=cert_manager.ready, opts=on_cluster)
 kserve = KServe("aimesh", config, depends_on=[*cert_manager.ready, *istio.ready], opts=on_cluster)
 mesh = MeshSecurity("aimesh", config, depends_on=istio.ready, opts=on_cluster)
-gateway = Gateway(
-    "aimesh", config, depends_on=[*cert_manager.ready, *istio.ready], opts=on_cluster
-)
+gateway = Gateway("aimesh", config, depends_on=[*cert_manager.ready, *istio.ready], opts=on_cluster)
 if config.observability:
     Observability("aimesh", config, depends_on=istio.ready, opts=on_cluster)
 
@@ -43,6 +41,10 @@ models = [
     )
     for model in config.models
 ]
+
+# Per-namespace telemetry overrides tune namespaces the models create, so they come last.
+if config.observability and config.telemetry_overrides:
+    NamespaceTelemetry("aimesh", config, depends_on=models, opts=on_cluster)
 
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("gatewayAddress", istio.gateway_address)

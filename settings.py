@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     model_validator,
 )
@@ -135,7 +136,18 @@ class IntegrationSettings(_Model):
     jwks_uri: HttpsUrl
     audiences: list[str] = Field(min_length=1)
     # Optional: exact subjects (`sub`) allowed; empty means any subject of this issuer.
-    subjects: list[str] = []
+    subjects: list[Annotated[str, Field(min_length=1)]] = []
+
+    @model_validator(mode="after")
+    def _no_wildcards(self) -> Self:
+        # Both become the request principal `<issuer>/<sub>` that Istio matches with `*` as a
+        # wildcard: a `*` here would silently widen who is allowed.
+        if "*" in self.issuer or any("*" in s for s in self.subjects):
+            raise ValueError(
+                f"integration {self.name!r}: 'issuer' and 'subjects' must not contain '*' "
+                "(list exact subjects, or none for any subject of the issuer)"
+            )
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,12 +162,29 @@ class RateLimit(_Model):
     unit: Literal["second", "minute", "hour"] = "second"
 
 
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
+
+
 class AccessWindow(_Model):
     """A batch window: access opens on `open` and closes on `close` (cron, in `timeZone`)."""
 
     open: Cron
     close: Cron
     time_zone: str = "Etc/UTC"
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        # CronJob.spec.timeZone takes IANA names; a typo would only fail at apply time.
+        import zoneinfo
+
+        known = zoneinfo.available_timezones()
+        if known and self.time_zone not in known:
+            raise ValueError(
+                f"timeZone {self.time_zone!r} is not an IANA time zone (e.g. 'Europe/Berlin')"
+            )
+        if self.open == self.close:
+            raise ValueError("'open' and 'close' are the same schedule: the window never opens")
+        return self
 
 
 class Caller(_Model):
@@ -230,6 +259,11 @@ class ModelSettings(_Model):
     canary: Canary | None = None
     # None: on in non-production stacks, off in production.
     response_masking: bool | None = None
+    # The host the storage initializer downloads from, when it cannot be derived from the
+    # storage URI (S3-compatible endpoints such as MinIO, regional S3 hosts).
+    storage_host: Hostname | None = None
+    # Off only for runtimes that must write outside /tmp (a visible weakening).
+    read_only_root_filesystem: bool = True
 
     @model_validator(mode="after")
     def _replicas(self) -> Self:
@@ -239,9 +273,130 @@ class ModelSettings(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _callers(self) -> Self:
+        seen: set[tuple[str, str]] = set()
+        for caller in self.callers:
+            key = (caller.namespace, caller.service_account)
+            if key in seen:
+                raise ValueError(
+                    f"caller {caller.namespace}/{caller.service_account} is listed twice; "
+                    "give each service account one entry (one role)"
+                )
+            seen.add(key)
+        _unique("integrations", [g.name for g in self.integrations], "name")
+        # Envoy's local rate limiter requires every per-caller bucket's fill interval to be a
+        # multiple of the model-wide bucket's: a caller's unit may not be shorter than the model's.
+        if self.rate_limit is not None:
+            floor = _UNIT_SECONDS[self.rate_limit.unit]
+            limited = [(c.namespace + "/" + c.service_account, c.rate_limit) for c in self.callers]
+            limited += [(g.name, g.rate_limit) for g in self.integrations]
+            for who, limit in limited:
+                if limit is not None and _UNIT_SECONDS[limit.unit] < floor:
+                    raise ValueError(
+                        f"rateLimit of {who!r} is per {limit.unit} but the model's is per "
+                        f"{self.rate_limit.unit}: use a unit of {self.rate_limit.unit} or longer"
+                    )
+        return self
+
     @property
     def ns(self) -> str:
         return self.namespace or self.name
+
+
+# ---------------------------------------------------------------------------------------------
+# Observability (components/observability.py, builders/telemetry.py, collector.py, alerts.py)
+# ---------------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^[1-9][0-9]*(s|m|h|d|w)$")
+_HOST_PORT = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[0-9]{1,5}$")
+
+
+def _duration(value: str) -> str:
+    if not _DURATION.match(value):
+        raise ValueError(f"{value!r} is not a Prometheus duration (e.g. '30s', '5m', '1h', '1d')")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+SinkType = Literal["otlp", "splunkHec", "syslog", "file"]
+
+
+class SiemSink(_Model):
+    """Where the OpenTelemetry collector exports the mesh's access logs (the audit trail)."""
+
+    name: DnsLabel
+    type: SinkType
+    # otlp and syslog: `host:port`; splunkHec: the HEC URL (https://.../services/collector).
+    endpoint: str | None = None
+    # A Pulumi secret (`pulumi config set --path --secret 'siemSinks[0].token' ...`): the OTLP
+    # bearer token or the Splunk HEC token. Lands in a Kubernetes Secret, never in the ConfigMap.
+    token: SecretStr | None = None
+    # What the sink receives; only otlp sinks can take traces.
+    signals: list[Literal["logs", "traces"]] = ["logs"]
+    # TLS is verified; `insecure: true` (plaintext) is refused in production.
+    insecure: bool = False
+    # splunkHec.
+    index: str | None = None
+    sourcetype: str = "aimesh:istio:accesslog"
+    # syslog.
+    protocol: Literal["rfc5424", "rfc3164"] = "rfc5424"
+    # file: JSON lines inside the collector pod, rotated (not durable: use for dev or a log agent).
+    path: str = "/var/log/aimesh/audit.jsonl"
+    max_megabytes: int = Field(default=100, ge=1, le=10_000)
+    max_days: int = Field(default=7, ge=1, le=3650)
+    max_backups: int = Field(default=5, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> Self:
+        where = f"siem sink {self.name!r} ({self.type})"
+        if self.type in ("otlp", "syslog") and not _HOST_PORT.match(self.endpoint or ""):
+            raise ValueError(f"{where}: 'endpoint' must be host:port (e.g. siem.corp:4317)")
+        if self.type == "splunkHec":
+            if not self.endpoint:
+                raise ValueError(f"{where}: 'endpoint' (the HEC https:// URL) is required")
+            _https_url(self.endpoint)
+            if self.token is None:
+                raise ValueError(f"{where}: 'token' (a Pulumi secret) is required")
+        if "traces" in self.signals and self.type != "otlp":
+            raise ValueError(f"{where}: only otlp sinks can receive traces")
+        if self.type == "file" and not self.path.startswith("/var/log/aimesh/"):
+            raise ValueError(f"{where}: 'path' must be under /var/log/aimesh/ (the mounted volume)")
+        return self
+
+
+class AlertReceiver(_Model):
+    """An Alertmanager receiver; aimesh alerts of the listed severities are routed to it."""
+
+    name: DnsLabel
+    type: Literal["webhook", "slack", "pagerduty"]
+    # A Pulumi secret: the webhook URL, the Slack incoming-webhook URL or the PagerDuty routing
+    # key. Mounted into Alertmanager as a file (`*_file` settings), never in the chart values.
+    credential: SecretStr
+    # slack only.
+    channel: str | None = None
+    severities: list[Literal["critical", "warning", "info"]] = Field(
+        default=["critical", "warning"], min_length=1
+    )
+
+
+class TelemetryOverride(_Model):
+    """Per-namespace Istio Telemetry settings on top of the mesh-wide defaults."""
+
+    namespace: DnsLabel
+    tracing_sampling_percent: float | None = Field(default=None, ge=0, le=100)
+    # A CEL expression: only matching requests are logged (e.g. 'response.code >= 400'). There
+    # is deliberately no switch to turn a namespace's access logs off: they are the audit trail.
+    access_log_filter: str | None = None
+
+    @model_validator(mode="after")
+    def _filter_keeps_logging(self) -> Self:
+        if self.access_log_filter is not None and self.access_log_filter.strip() in ("", "false"):
+            raise ValueError(
+                f"telemetryOverrides {self.namespace!r}: accessLogFilter "
+                f"{self.access_log_filter!r} would log nothing; access logs are the audit trail"
+            )
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,25 +456,67 @@ class Settings(_Model):
     # Observability (components/observability.py).
     observability: bool = True
     tracing_sampling_percent: float = Field(default=1.0, ge=0, le=100)
+    telemetry_overrides: list[TelemetryOverride] = []
+    siem_sinks: list[SiemSink] = []
+    collector_replicas: int = Field(default=1, ge=1, le=10)
+    # kube-prometheus-stack: Prometheus, Alertmanager, Grafana.
+    prometheus_retention: Duration = "15d"
+    # A PersistentVolumeClaim size for Prometheus; unset keeps the TSDB in an emptyDir (dev).
+    prometheus_storage_size: Quantity | None = None
+    # The chart's own Kubernetes monitoring (node exporter, kube-state-metrics, default rules).
+    cluster_monitoring: bool = True
+    grafana: bool = True
+    # Unset: the Grafana chart generates a random admin password into its Secret.
+    grafana_admin_password: SecretStr | None = None
+    alert_receivers: list[AlertReceiver] = []
+    # Alert thresholds (builders/alerts.py; docs/runbooks/<alert>.md).
+    alert_pending_for: Duration = "5m"
+    alert_auth_failures_per_second: float = Field(default=0.5, gt=0)
+    alert_authz_denials_per_second: float = Field(default=0.5, gt=0)
+    alert_policy_denials_per_second: float = Field(default=0.5, gt=0)
+    alert_volume_factor: float = Field(default=3.0, gt=1)
+    alert_response_bytes_factor: float = Field(default=3.0, gt=1)
+    alert_baseline_window: Duration = "1d"
+    alert_min_requests_per_second: float = Field(default=0.1, ge=0)
+    alert_error_ratio: float = Field(default=0.05, gt=0, lt=1)
+    alert_latency_p99_ms: int = Field(default=2000, ge=1)
+    alert_cert_expiry_days: int = Field(default=14, ge=1, le=365)
+
+    @model_validator(mode="after")
+    def _observability_fields(self) -> Self:
+        _unique("siemSinks", [s.name for s in self.siem_sinks], "name")
+        _unique("alertReceivers", [r.name for r in self.alert_receivers], "name")
+        _unique("telemetryOverrides", [o.namespace for o in self.telemetry_overrides], "namespace")
+        if self.production:
+            for sink in self.siem_sinks:
+                if sink.insecure:
+                    raise ValueError(
+                        f"siem sink {sink.name!r}: 'insecure: true' sends the audit trail in "
+                        "plaintext; not allowed in production"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _platform_fields(self) -> Self:
         if self.cluster_mode == "existing" and not (self.kubeconfig or self.kube_context):
             raise ValueError(
-                "clusterMode 'existing' needs 'kubeconfig' (a path or the YAML content) "
-                "or 'kubeContext'"
+                "kubeconfig: clusterMode 'existing' needs 'kubeconfig' (a path or the YAML "
+                "content) or 'kubeContext'"
             )
         if self.kind_http_port == self.kind_https_port:
-            raise ValueError("'kindHttpPort' and 'kindHttpsPort' must differ")
+            raise ValueError(
+                f"kindHttpsPort: must differ from kindHttpPort (both are {self.kind_http_port})"
+            )
         if self.issuer_type == "acme" and not self.acme_email:
-            raise ValueError("issuerType 'acme' needs 'acmeEmail' (the ACME account contact)")
+            raise ValueError("acmeEmail: required when issuerType is 'acme' (the account contact)")
         if self.issuer_type == "existing" and not self.existing_issuer_name:
-            raise ValueError("issuerType 'existing' needs 'existingIssuerName'")
+            raise ValueError("existingIssuerName: required when issuerType is 'existing'")
         allowed = {"ECDSA": (256, 384), "RSA": (2048, 3072, 4096)}[self.cert_key_algorithm]
         if self.cert_key_size not in allowed:
             raise ValueError(
-                f"certKeySize {self.cert_key_size} is too weak or unsupported for "
-                f"{self.cert_key_algorithm}; use one of {', '.join(map(str, allowed))}"
+                f"certKeySize: {self.cert_key_size} is too weak or unsupported for "
+                f"certKeyAlgorithm {self.cert_key_algorithm}; "
+                f"must be one of {', '.join(map(str, allowed))}"
             )
         return self
 
@@ -351,6 +548,27 @@ class Settings(_Model):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _integration_identities(self) -> Self:
+        # The gateway validates one JWT rule per issuer (components/gateway.py); integrations
+        # sharing an issuer must share its JWKS and stay distinguishable by audience or subject,
+        # or one could use the other's model grants.
+        for i, first in enumerate(self.integrations):
+            for second in self.integrations[i + 1 :]:
+                if first.issuer != second.issuer:
+                    continue
+                pair = f"integrations {first.name!r} and {second.name!r} share issuer"
+                if first.jwks_uri != second.jwks_uri:
+                    raise ValueError(f"{pair} {first.issuer!r} but not its 'jwksUri'")
+                same_audience = set(first.audiences) & set(second.audiences)
+                any_subject = not first.subjects or not second.subjects
+                if same_audience and (any_subject or set(first.subjects) & set(second.subjects)):
+                    raise ValueError(
+                        f"{pair} {first.issuer!r} and audience(s) {sorted(same_audience)}: "
+                        "give them distinct 'audiences' or distinct, non-empty 'subjects'"
+                    )
+        return self
+
     @property
     def production(self) -> bool:
         return self.environment == "production"
@@ -363,11 +581,14 @@ class Settings(_Model):
 
 
 def _unique(key: str, names: list[str], field: str) -> None:
-    seen: set[str] = set()
-    for name in names:
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
         if name in seen:
-            raise ValueError(f"{key}: {field} {name!r} is used twice; each {field} must be unique")
-        seen.add(name)
+            raise ValueError(
+                f"{key}[{index}].{field}: {name!r} is already used by {key}[{seen[name]}]; "
+                f"each {field} must be unique"
+            )
+        seen[name] = index
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,7 +651,13 @@ def _describe(error: Mapping[str, Any]) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "literal_error":
         message = message.replace("Input should be", "must be one of")
+    if not loc and _LEADING_KEY_PATH.match(message):
+        # A cross-field check names the key it blames first: `acmeEmail: required when ...`.
+        return f"{NAMESPACE}:{message}"
     return f"{_key_path(loc)}: {message}"
+
+
+_LEADING_KEY_PATH = re.compile(r"^[a-z][A-Za-z0-9]*(\[\d+\])?(\.[a-z][A-Za-z0-9]*|\[\d+\])*: ")
 
 
 def parse(raw: Mapping[str, Any]) -> Settings:

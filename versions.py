@@ -32,3 +32,10 @@ OTEL_COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib"
 # kind's node image for Kubernetes v1.35.x (the version the core-object schemas are checked at).
 KIND_NODE_IMAGE = "kindest/node:v1.35.0"
 KUBERNETES_SCHEMA_VERSION = "1.35.0"
+
+# The image batch-window CronJobs patch their AuthorizationPolicy with (kubectl as entrypoint,
+# no shell). Kept at the cluster's minor version (kubectl supports +/-1 minor skew).
+KUBECTL_IMAGE = "registry.k8s.io/kubectl:v1.35.0"
+
+# The collector image matching chart 0.170.0's appVersion (pinned: the chart default follows it).
+OTEL_COLLECTOR_IMAGE_TAG = "0.158.0"

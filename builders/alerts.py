@@ -1,0 +1,383 @@
+"""Prometheus rules: what the security team is paged for (pure builders).
+
+Every expression is built from settings (thresholds) and checked in tests/unit/test_alerts.py
+against `KNOWN_METRICS`: the metric names and labels Istio, Envoy, cert-manager and the
+OpenTelemetry collector really emit, each with the upstream source it was taken from. A typo in
+a metric or label would make an alert silently never fire; the test makes it fail instead.
+
+"Model" below means the model's namespace (one namespace per model, builders/common.py), i.e.
+Istio's `destination_service_namespace` for server-side (`reporter="destination"`) series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from builders.common import OBSERVABILITY_NAMESPACE, metadata
+from settings import Settings
+
+RULES_API = "monitoring.coreos.com/v1"
+RULE_NAME = "aimesh-security"
+RUNBOOKS = "docs/runbooks"
+
+
+# --------------------------------------------------------------------------------------------
+# What is really emitted
+# --------------------------------------------------------------------------------------------
+
+# Labels Prometheus adds from the scrape target (prometheus-operator's Pod/ServiceMonitor
+# relabeling: job, instance, namespace, pod, container, endpoint; service for ServiceMonitors).
+TARGET_LABELS = frozenset(
+    {"job", "instance", "namespace", "pod", "container", "endpoint", "service"}
+)
+
+# Istio standard metric labels (https://istio.io/latest/docs/reference/config/metrics/, "Labels").
+ISTIO_LABELS = frozenset(
+    {
+        "reporter",
+        "source_workload",
+        "source_workload_namespace",
+        "source_principal",
+        "source_app",
+        "source_version",
+        "source_cluster",
+        "source_canonical_service",
+        "source_canonical_revision",
+        "destination_workload",
+        "destination_workload_namespace",
+        "destination_principal",
+        "destination_app",
+        "destination_version",
+        "destination_service",
+        "destination_service_name",
+        "destination_service_namespace",
+        "destination_canonical_service",
+        "destination_canonical_revision",
+        "destination_cluster",
+        "request_protocol",
+        "response_code",
+        "grpc_response_status",
+        "response_flags",
+        "connection_security_policy",
+    }
+)
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """Metric names (exact, or examples of a family whose name embeds a listener) and labels."""
+
+    names: tuple[str, ...]
+    labels: frozenset[str]
+    source: str
+
+
+_ISTIO_DOC = "https://istio.io/latest/docs/reference/config/metrics/"
+KNOWN_METRICS: tuple[MetricFamily, ...] = (
+    MetricFamily(
+        ("istio_requests_total",),
+        ISTIO_LABELS | TARGET_LABELS,
+        _ISTIO_DOC + " (Request Count, COUNTER)",
+    ),
+    *(
+        MetricFamily(
+            (f"{base}_sum", f"{base}_count"),
+            ISTIO_LABELS | TARGET_LABELS,
+            _ISTIO_DOC + " (DISTRIBUTION -> Prometheus histogram)",
+        )
+        for base in (
+            "istio_request_duration_milliseconds",
+            "istio_request_bytes",
+            "istio_response_bytes",
+        )
+    ),
+    *(
+        MetricFamily(
+            (f"{base}_bucket",),
+            ISTIO_LABELS | TARGET_LABELS | {"le"},
+            _ISTIO_DOC + " (DISTRIBUTION -> Prometheus histogram buckets)",
+        )
+        for base in (
+            "istio_request_duration_milliseconds",
+            "istio_request_bytes",
+            "istio_response_bytes",
+        )
+    ),
+    # Envoy's HTTP RBAC filter counters http.<stat_prefix>.rbac.{allowed,denied}. Istio's
+    # bootstrap does not extract the `inbound_0.0.0.0_<port>` prefix into a tag, so the
+    # listener is part of the name (as in Istio's dry-run task:
+    # envoy_http_inbound_0_0_0_0_80_rbac...). Only emitted with the proxyStatsMatcher of
+    # builders/telemetry.py.
+    MetricFamily(
+        (
+            "envoy_http_inbound_0_0_0_0_8080_rbac_denied",
+            "envoy_http_inbound_0_0_0_0_8080_rbac_allowed",
+            "envoy_http_outbound_0_0_0_0_8443_rbac_denied",
+        ),
+        TARGET_LABELS,
+        "https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/rbac_filter"
+        " (Statistics); https://istio.io/latest/docs/tasks/security/authorization/authz-dry-run/",
+    ),
+    # cert-manager controller (pkg/metrics), scraped with honorLabels so `namespace`/`name`
+    # are the Certificate's.
+    MetricFamily(
+        ("certmanager_certificate_expiration_timestamp_seconds",),
+        frozenset({"name", "namespace", "issuer_name", "issuer_kind", "issuer_group"})
+        | TARGET_LABELS,
+        "https://cert-manager.io/docs/devops-tips/prometheus-metrics/ (pkg/metrics)",
+    ),
+    MetricFamily(
+        ("certmanager_certificate_ready_status",),
+        frozenset({"name", "namespace", "condition", "issuer_name", "issuer_kind", "issuer_group"})
+        | TARGET_LABELS,
+        "https://cert-manager.io/docs/devops-tips/prometheus-metrics/ (pkg/metrics)",
+    ),
+    # istiod's CA (security/pkg/server/ca/monitoring.go).
+    MetricFamily(
+        ("citadel_server_root_cert_expiry_timestamp",),
+        TARGET_LABELS,
+        "istio/istio security/pkg/server/ca/monitoring.go",
+    ),
+    # The collector's own telemetry (exporterhelper), merged into the sidecar's :15020 scrape.
+    # Recent collectors append `_total` to counters on the Prometheus endpoint.
+    MetricFamily(
+        (
+            "otelcol_exporter_send_failed_log_records",
+            "otelcol_exporter_send_failed_log_records_total",
+            "otelcol_exporter_sent_log_records_total",
+            "otelcol_receiver_accepted_log_records_total",
+        ),
+        frozenset({"exporter", "receiver", "transport", "service_name", "service_instance_id"})
+        | frozenset({"service_version", "otel_scope_name"})
+        | TARGET_LABELS,
+        "https://opentelemetry.io/docs/collector/internal-telemetry/ (exporterhelper metrics)",
+    ),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Recording rules: one definition of "a model's traffic", shared by alerts and the dashboard
+# --------------------------------------------------------------------------------------------
+
+MODEL_LABELS = ("destination_service_namespace", "destination_service_name")
+_BY_MODEL = "by (destination_service_namespace, destination_service_name)"
+
+REQUESTS = "aimesh:model_requests:rate5m"
+RESPONSE_BYTES = "aimesh:model_response_bytes:rate5m"
+ERROR_RATIO = "aimesh:model_errors:ratio5m"
+LATENCY_P99 = "aimesh:model_request_duration_p99_ms:5m"
+
+
+def model_selector(settings: Settings) -> str:
+    """Server-side series of the configured models' namespaces."""
+    namespaces = "|".join(sorted({m.ns for m in settings.models}))
+    return f'reporter="destination", destination_service_namespace=~"{namespaces}"'
+
+
+def recording_rules(settings: Settings) -> list[dict[str, str]]:
+    """Per-model rates the alerts compare with their own history (needs >= 1 model)."""
+    sel = model_selector(settings)
+    return [
+        {"record": REQUESTS, "expr": f"sum {_BY_MODEL} (rate(istio_requests_total{{{sel}}}[5m]))"},
+        {
+            "record": RESPONSE_BYTES,
+            "expr": f"sum {_BY_MODEL} (rate(istio_response_bytes_sum{{{sel}}}[5m]))",
+        },
+        {
+            "record": ERROR_RATIO,
+            "expr": (
+                f'sum {_BY_MODEL} (rate(istio_requests_total{{{sel}, response_code=~"5.."}}[5m]))'
+                f" / sum {_BY_MODEL} (rate(istio_requests_total{{{sel}}}[5m]))"
+            ),
+        },
+        {
+            "record": LATENCY_P99,
+            "expr": (
+                "histogram_quantile(0.99, sum by (destination_service_namespace, "
+                "destination_service_name, le) "
+                f"(rate(istio_request_duration_milliseconds_bucket{{{sel}}}[5m])))"
+            ),
+        },
+    ]
+
+
+# Labels each recorded series carries (for the label check of expressions that use them).
+RECORDED_LABELS: dict[str, frozenset[str]] = {
+    name: frozenset(MODEL_LABELS) for name in (REQUESTS, RESPONSE_BYTES, ERROR_RATIO, LATENCY_P99)
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Alerts
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    severity: str
+    expr: str
+    summary: str
+    description: str
+    needs_models: bool = False
+
+    @property
+    def runbook(self) -> str:
+        return f"{RUNBOOKS}/{self.name}.md"
+
+
+def _num(value: float) -> str:
+    """A threshold as PromQL text (no exponent notation, no trailing noise)."""
+    return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
+
+
+# Baselines end an hour ago, so a ramping attack does not raise its own baseline at once.
+BASELINE_OFFSET = "1h"
+
+
+def alerts(settings: Settings) -> list[Alert]:
+    """Every aimesh alert, thresholds from settings (see docs/runbooks/<name>.md)."""
+    s = settings
+    window = s.alert_baseline_window
+    min_rate = _num(s.alert_min_requests_per_second)
+    busy = (
+        f"and on (destination_service_namespace, destination_service_name) {REQUESTS} > {min_rate}"
+    )
+    cert_seconds = s.alert_cert_expiry_days * 86400
+    return [
+        Alert(
+            "AimeshAuthenticationFailures",
+            "warning",
+            "sum by (reporter, source_workload, destination_service_namespace) "
+            f'(rate(istio_requests_total{{response_code="401"}}[5m])) '
+            f"> {_num(s.alert_auth_failures_per_second)}",
+            "Many failed authentications (HTTP 401) towards "
+            "{{ $labels.destination_service_namespace }}",
+            "{{ $value | humanize }} 401/s reported by {{ $labels.reporter }} proxy "
+            "{{ $labels.source_workload }}: missing, expired or forged JWTs (credential stuffing, "
+            "a leaked or rotated key, a misconfigured integration).",
+        ),
+        Alert(
+            "AimeshAuthorizationDenials",
+            "warning",
+            "sum by (reporter, source_principal, destination_service_namespace) "
+            f'(rate(istio_requests_total{{response_code="403"}}[5m])) '
+            f"> {_num(s.alert_authz_denials_per_second)}",
+            "Authorization denials (HTTP 403) for {{ $labels.source_principal }}",
+            "{{ $value | humanize }} 403/s from {{ $labels.source_principal }} to "
+            "{{ $labels.destination_service_namespace }}: a caller probing models or paths "
+            "it was not granted, or a grant missing after a change.",
+        ),
+        Alert(
+            "AimeshPolicyDenials",
+            "warning",
+            'sum by (namespace, pod) (rate({__name__=~"envoy_http_.+_rbac_denied"}[5m])) '
+            f"> {_num(s.alert_policy_denials_per_second)}",
+            "Istio AuthorizationPolicy denials at {{ $labels.namespace }}/{{ $labels.pod }}",
+            "The Envoy RBAC filter of {{ $labels.pod }} denies {{ $value | humanize }} "
+            "requests/s (deny-all or a DENY rule matched): lateral movement or a broken grant.",
+        ),
+        Alert(
+            "AimeshUnusualRequestVolume",
+            "warning",
+            f"{REQUESTS} > {_num(s.alert_volume_factor)} * "
+            f"avg_over_time({REQUESTS}[{window}] offset {BASELINE_OFFSET}) {busy}",
+            "Unusual request volume for model {{ $labels.destination_service_namespace }}",
+            f"The request rate is above {_num(s.alert_volume_factor)}x the model's own "
+            f"{window} baseline: scraping/model extraction, abuse of a leaked credential, "
+            "a runaway client.",
+            needs_models=True,
+        ),
+        Alert(
+            "AimeshUnusualResponseVolume",
+            "critical",
+            f"{RESPONSE_BYTES} > {_num(s.alert_response_bytes_factor)} * "
+            f"avg_over_time({RESPONSE_BYTES}[{window}] offset {BASELINE_OFFSET}) {busy}",
+            "Unusual response bytes from model {{ $labels.destination_service_namespace }}",
+            f"Response bytes/s are above {_num(s.alert_response_bytes_factor)}x the model's "
+            f"own {window} baseline: possible data exfiltration or model extraction.",
+            needs_models=True,
+        ),
+        Alert(
+            "AimeshModelErrorRate",
+            "warning",
+            f"{ERROR_RATIO} > {_num(s.alert_error_ratio)} {busy}",
+            "5xx errors from model {{ $labels.destination_service_namespace }}",
+            "{{ $value | humanizePercentage }} of requests fail with 5xx: malformed or "
+            "adversarial inputs crashing the runtime, resource exhaustion, a bad rollout.",
+            needs_models=True,
+        ),
+        Alert(
+            "AimeshModelLatencyHigh",
+            "warning",
+            f"{LATENCY_P99} > {s.alert_latency_p99_ms} {busy}",
+            "High p99 latency for model {{ $labels.destination_service_namespace }}",
+            "p99 latency is {{ $value | humanize }} ms: oversized or adversarial inputs "
+            "(resource-exhaustion attacks), saturation, a slow canary.",
+            needs_models=True,
+        ),
+        Alert(
+            "AimeshCertificateExpiringSoon",
+            "warning",
+            f"certmanager_certificate_expiration_timestamp_seconds - time() < {cert_seconds}",
+            "Certificate {{ $labels.namespace }}/{{ $labels.name }} expires soon",
+            f"The certificate expires in less than {s.alert_cert_expiry_days} days and "
+            "cert-manager has not renewed it (issuer down, ACME challenge failing).",
+        ),
+        Alert(
+            "AimeshMeshRootCertExpiringSoon",
+            "critical",
+            f"citadel_server_root_cert_expiry_timestamp - time() < {cert_seconds}",
+            "The mesh root certificate expires soon",
+            f"istiod's root CA expires in less than {s.alert_cert_expiry_days} days; when "
+            "it does, every mTLS handshake in the mesh fails.",
+        ),
+        Alert(
+            "AimeshAuditExportFailing",
+            "critical",
+            "sum by (exporter) (rate("
+            '{__name__=~"otelcol_exporter_send_failed_log_records(_total)?"}[5m])) > 0',
+            "Access logs are not reaching SIEM sink {{ $labels.exporter }}",
+            "The collector fails to export audit records: the SIEM misses who called which "
+            "model until this is fixed (records are retried, then dropped).",
+        ),
+    ]
+
+
+def active_alerts(settings: Settings) -> list[Alert]:
+    """The alerts that apply to this stack (model alerts need at least one model)."""
+    has_models = bool(settings.models)
+    return [a for a in alerts(settings) if has_models or not a.needs_models]
+
+
+def prometheus_rule(settings: Settings) -> dict[str, Any]:
+    """The PrometheusRule with the recording rules and every active alert."""
+    groups: list[dict[str, Any]] = []
+    if settings.models:
+        groups.append({"name": "aimesh-model-traffic", "rules": recording_rules(settings)})
+    groups.append(
+        {
+            "name": "aimesh-security",
+            "rules": [
+                {
+                    "alert": a.name,
+                    "expr": a.expr,
+                    "for": settings.alert_pending_for,
+                    "labels": {"severity": a.severity, "aimesh_alert": "true"},
+                    "annotations": {
+                        "summary": a.summary,
+                        "description": a.description,
+                        "runbook": a.runbook,
+                    },
+                }
+                for a in active_alerts(settings)
+            ],
+        }
+    )
+    return {
+        "apiVersion": RULES_API,
+        "kind": "PrometheusRule",
+        "metadata": metadata(RULE_NAME, OBSERVABILITY_NAMESPACE),
+        "spec": {"groups": groups},
+    }

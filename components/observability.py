@@ -1,0 +1,201 @@
+"""Observability: audit access logs, metrics, traces, SIEM export, alerts and a dashboard.
+
+What it registers (the knowledge is in builders/telemetry.py, collector.py, monitoring.py,
+alerts.py, dashboard.py; docs/observability.md explains the choices):
+
+- the `aimesh-observability` namespace (no injection label: pods opt in one by one);
+- the mesh-wide Istio Telemetry (JSON access logs with identities to stdout and to the
+  collector, Prometheus metrics, sampled traces) and the collector's loop guard;
+- the OpenTelemetry collector (Helm v4 Chart: plain objects CrossGuard can see), its SIEM
+  credentials Secret (from Pulumi secrets), its ALLOW policy and egress ServiceEntries;
+- kube-prometheus-stack (Helm v3 Release: CRDs and admission-webhook Jobs as Helm hooks),
+  the Pod/ServiceMonitors, the PrometheusRule, Alertmanager receivers and a Grafana dashboard.
+
+Per-namespace Telemetry overrides live in model namespaces that SecureModel creates later,
+so they are registered by `NamespaceTelemetry`, after the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_kubernetes.apiextensions import CustomResource
+
+import versions
+from builders import collector, monitoring, observability, telemetry
+from builders.common import OBSERVABILITY_NAMESPACE, metadata
+from components.charts import ChartSpec, install
+from settings import Settings
+
+
+def chart_specs(settings: Settings) -> dict[str, ChartSpec]:
+    """kube-prometheus-stack needs Helm's install (CRDs in crds/, admission-webhook cert Jobs as
+    pre/post-install hooks): a v3 Release. The collector is plain objects: a v4 Chart."""
+    return {
+        "monitoring": ChartSpec(
+            release=monitoring.RELEASE,
+            chart="kube-prometheus-stack",
+            version=versions.KUBE_PROMETHEUS_STACK,
+            repo=versions.KUBE_PROMETHEUS_STACK_REPO,
+            namespace=OBSERVABILITY_NAMESPACE,
+            values=monitoring.helm_values(settings),
+            hooks=True,
+        ),
+        "collector": ChartSpec(
+            release=telemetry.COLLECTOR_NAME,
+            chart="opentelemetry-collector",
+            version=versions.OTEL_COLLECTOR_CHART,
+            repo=versions.OTEL_COLLECTOR_REPO,
+            namespace=OBSERVABILITY_NAMESPACE,
+            values=collector.helm_values(settings),
+        ),
+    }
+
+
+class Observability(pulumi.ComponentResource):
+    """Telemetry, audit export to the SIEM, Prometheus alerting and the security dashboard."""
+
+    ready: list[pulumi.Resource]
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        depends_on: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("aimesh:observability:Observability", name, None, opts)
+        upstream = list(depends_on)
+        render = settings.cluster_mode == "render"
+
+        def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, depends_on=[*upstream, *after])
+
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-observability-ns",
+            metadata=observability.namespace()["metadata"],
+            opts=child(),
+        )
+        secrets = self._secrets(name, settings, child(self.namespace))
+        specs = chart_specs(settings)
+        self.monitoring = install(
+            f"{name}-monitoring",
+            specs["monitoring"],
+            render=render,
+            opts=child(self.namespace, *secrets.values()),
+        )
+        self.collector = install(
+            f"{name}-otel-collector",
+            specs["collector"],
+            render=render,
+            opts=child(self.namespace, *secrets.values()),
+        )
+        # Istio objects wait for Istio (CRDs, istiod's validating webhook) and the namespace.
+        self.mesh_objects = {
+            suffix: _custom(f"{name}-{suffix}", manifest, child(self.namespace))
+            for suffix, manifest in observability.mesh_resources(settings).items()
+        }
+        # prometheus-operator objects wait for the chart that installs their CRDs and webhook.
+        self.monitoring_objects = {
+            suffix: _custom(f"{name}-{suffix}", manifest, child(self.monitoring))
+            for suffix, manifest in observability.monitoring_resources(settings).items()
+        }
+        self.dashboards = {
+            suffix: k8s.core.v1.ConfigMap(
+                f"{name}-{suffix}",
+                metadata=manifest["metadata"],
+                data=manifest["data"],
+                opts=child(self.namespace),
+            )
+            for suffix, manifest in observability.dashboards().items()
+        }
+        self.ready = [
+            self.namespace,
+            self.monitoring,
+            self.collector,
+            *self.mesh_objects.values(),
+            *self.monitoring_objects.values(),
+        ]
+        self.register_outputs(
+            {
+                "namespace": OBSERVABILITY_NAMESPACE,
+                "siemSinks": [s.name for s in settings.siem_sinks],
+                "alertReceivers": [r.name for r in settings.alert_receivers],
+            }
+        )
+
+    def _secrets(
+        self, name: str, settings: Settings, opts: pulumi.ResourceOptions
+    ) -> dict[str, k8s.core.v1.Secret]:
+        """Kubernetes Secrets built from Pulumi secrets (values wrapped as secret outputs so
+        they are encrypted in the state and masked in previews)."""
+        found: dict[str, k8s.core.v1.Secret] = {}
+        wanted: list[tuple[str, str, Mapping[str, str]]] = [
+            ("siem-credentials", collector.CREDENTIALS_SECRET, collector.credentials(settings)),
+            (
+                "alert-receivers",
+                monitoring.RECEIVERS_SECRET,
+                monitoring.receiver_credentials(settings),
+            ),
+        ]
+        if settings.grafana_admin_password is not None:
+            wanted.append(
+                (
+                    "grafana-admin",
+                    monitoring.GRAFANA_SECRET,
+                    {
+                        "admin-user": "admin",
+                        "admin-password": settings.grafana_admin_password.get_secret_value(),
+                    },
+                )
+            )
+        for suffix, secret_name, data in wanted:
+            if not data:
+                continue
+            meta = metadata(secret_name, OBSERVABILITY_NAMESPACE)
+            found[suffix] = k8s.core.v1.Secret(
+                f"{name}-{suffix}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=meta["name"], namespace=meta["namespace"], labels=meta["labels"]
+                ),
+                type="Opaque",
+                string_data={key: pulumi.Output.secret(value) for key, value in data.items()},
+                opts=opts,
+            )
+        return found
+
+
+class NamespaceTelemetry(pulumi.ComponentResource):
+    """Per-namespace Telemetry overrides (`aimesh:telemetryOverrides`). Registered after the
+    models: the namespaces they tune are created by SecureModel (or exist already)."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        depends_on: Sequence[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("aimesh:observability:NamespaceTelemetry", name, None, opts)
+        after = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
+        self.overrides = {
+            suffix: _custom(f"{name}-{suffix}", manifest, after)
+            for suffix, manifest in observability.override_resources(settings).items()
+        }
+        self.register_outputs({"namespaces": sorted(self.overrides)})
+
+
+def _custom(
+    resource_name: str, manifest: Mapping[str, Any], opts: pulumi.ResourceOptions
+) -> CustomResource:
+    return CustomResource(
+        resource_name,
+        api_version=manifest["apiVersion"],
+        kind=manifest["kind"],
+        metadata=manifest["metadata"],
+        spec=manifest["spec"],
+        opts=opts,
+    )
