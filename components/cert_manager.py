@@ -10,6 +10,7 @@ from builders import cert_manager as builders
 from builders.cluster import namespace
 from builders.common import CERT_MANAGER_NAMESPACE
 from components.charts import ChartSpec, install
+from components.manifests import register
 from settings import Settings
 
 
@@ -56,13 +57,10 @@ class CertManager(pulumi.ComponentResource):
         for manifest in builders.issuer_chain(settings):
             meta = manifest["metadata"]
             issued.append(
-                k8s.apiextensions.CustomResource(
+                register(
                     f"{name}-{meta['name']}",
-                    api_version=manifest["apiVersion"],
-                    kind=manifest["kind"],
-                    metadata=meta,
-                    spec=manifest["spec"],
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.chart, *issued]),
+                    manifest,
+                    pulumi.ResourceOptions(parent=self, depends_on=[self.chart, *issued]),
                 )
             )
         self.issuer = builders.issuer_ref(settings)

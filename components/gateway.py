@@ -9,13 +9,12 @@ lives in builders/gateway.py; this component registers it in a safe order.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import pulumi
-from pulumi_kubernetes.apiextensions import CustomResource
 
 from builders import gateway as build
 from builders.common import GatewayRef
+from components.manifests import register
 from settings import Settings
 
 
@@ -38,19 +37,18 @@ class Gateway(pulumi.ComponentResource):
         super().__init__("aimesh:gateway:Gateway", name, None, opts)
         self.reference: GatewayRef = build.reference(settings)
 
-        self.policies: dict[str, CustomResource] = {
-            suffix: _register(f"{name}-{suffix}", manifest, self, depends_on)
+        self.policies: dict[str, pulumi.Resource] = {
+            suffix: register(f"{name}-{suffix}", manifest, _after(self, depends_on))
             for suffix, manifest in build.policies(settings).items()
         }
         cert = build.certificate(settings, issuer)
-        self.certificate: CustomResource | None = (
-            _register(f"{name}-certificate", cert, self, depends_on) if cert else None
+        self.certificate: pulumi.Resource | None = (
+            register(f"{name}-certificate", cert, _after(self, depends_on)) if cert else None
         )
-        self.gateway = _register(
+        self.gateway = register(
             f"{name}-gateway",
             build.gateway(settings),
-            self,
-            [*depends_on, *self.policies.values()],
+            _after(self, [*depends_on, *self.policies.values()]),
         )
 
         certificate = [self.certificate] if self.certificate else []
@@ -67,17 +65,7 @@ class Gateway(pulumi.ComponentResource):
         )
 
 
-def _register(
-    resource_name: str,
-    manifest: Mapping[str, Any],
-    parent: pulumi.Resource,
-    depends_on: Sequence[pulumi.Resource],
-) -> CustomResource:
-    return CustomResource(
-        resource_name,
-        api_version=manifest["apiVersion"],
-        kind=manifest["kind"],
-        metadata=manifest["metadata"],
-        spec=manifest["spec"],
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
-    )
+def _after(
+    parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource]
+) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on))

@@ -7,13 +7,12 @@ this component only registers it, after Istio's CRDs and validating webhook are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import pulumi
-from pulumi_kubernetes.apiextensions import CustomResource
 
 from builders import mesh_security
+from components.manifests import register
 from settings import Settings
 
 
@@ -31,8 +30,12 @@ class MeshSecurity(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("aimesh:mesh_security:MeshSecurity", name, None, opts)
-        self.resources: dict[str, CustomResource] = {
-            suffix: _register(f"{name}-{suffix}", manifest, self, depends_on)
+        self.resources: dict[str, pulumi.Resource] = {
+            suffix: register(
+                f"{name}-{suffix}",
+                manifest,
+                pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+            )
             for suffix, manifest in mesh_security.manifests(settings).items()
         }
         self.peer_authentication = self.resources["strict-mtls"]
@@ -45,19 +48,3 @@ class MeshSecurity(pulumi.ComponentResource):
                 "objects": sorted(self.resources),
             }
         )
-
-
-def _register(
-    resource_name: str,
-    manifest: Mapping[str, Any],
-    parent: pulumi.Resource,
-    depends_on: Sequence[pulumi.Resource],
-) -> CustomResource:
-    return CustomResource(
-        resource_name,
-        api_version=manifest["apiVersion"],
-        kind=manifest["kind"],
-        metadata=manifest["metadata"],
-        spec=manifest["spec"],
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
-    )

@@ -18,16 +18,15 @@ so they are registered by `NamespaceTelemetry`, after the models.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_kubernetes.apiextensions import CustomResource
 
 import versions
 from builders import collector, monitoring, observability, telemetry
 from builders.common import OBSERVABILITY_NAMESPACE, metadata
 from components.charts import ChartSpec, install
+from components.manifests import register
 from settings import Settings
 
 
@@ -95,12 +94,12 @@ class Observability(pulumi.ComponentResource):
         )
         # Istio objects wait for Istio (CRDs, istiod's validating webhook) and the namespace.
         self.mesh_objects = {
-            suffix: _custom(f"{name}-{suffix}", manifest, child(self.namespace))
+            suffix: register(f"{name}-{suffix}", manifest, child(self.namespace))
             for suffix, manifest in observability.mesh_resources(settings).items()
         }
         # prometheus-operator objects wait for the chart that installs their CRDs and webhook.
         self.monitoring_objects = {
-            suffix: _custom(f"{name}-{suffix}", manifest, child(self.monitoring))
+            suffix: register(f"{name}-{suffix}", manifest, child(self.monitoring))
             for suffix, manifest in observability.monitoring_resources(settings).items()
         }
         self.dashboards = {
@@ -182,20 +181,7 @@ class NamespaceTelemetry(pulumi.ComponentResource):
         super().__init__("aimesh:observability:NamespaceTelemetry", name, None, opts)
         after = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
         self.overrides = {
-            suffix: _custom(f"{name}-{suffix}", manifest, after)
+            suffix: register(f"{name}-{suffix}", manifest, after)
             for suffix, manifest in observability.override_resources(settings).items()
         }
         self.register_outputs({"namespaces": sorted(self.overrides)})
-
-
-def _custom(
-    resource_name: str, manifest: Mapping[str, Any], opts: pulumi.ResourceOptions
-) -> CustomResource:
-    return CustomResource(
-        resource_name,
-        api_version=manifest["apiVersion"],
-        kind=manifest["kind"],
-        metadata=manifest["metadata"],
-        spec=manifest["spec"],
-        opts=opts,
-    )

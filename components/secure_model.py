@@ -9,15 +9,14 @@ namespace deny-all (after the ALLOW rules, so legitimate callers are never cut o
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from builders import secure_model
 from builders.common import GatewayRef
+from components.manifests import register
 from settings import ModelSettings, Settings
 
 
@@ -26,21 +25,6 @@ class SecureModelArgs:
     model: ModelSettings
     settings: Settings
     gateway: GatewayRef
-
-
-def _snake(key: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
-
-
-# Core kinds registered as typed resources (their schemas ship with the provider).
-_TYPED: dict[tuple[str, str], Any] = {
-    ("v1", "Namespace"): k8s.core.v1.Namespace,
-    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
-    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
-    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
-    ("batch/v1", "CronJob"): k8s.batch.v1.CronJob,
-}
 
 
 class SecureModel(pulumi.ComponentResource):
@@ -97,30 +81,13 @@ class SecureModel(pulumi.ComponentResource):
         depends_on: list[pulumi.Resource],
         ignore_changes: list[str] | None = None,
     ) -> pulumi.Resource:
-        api_version = str(manifest["apiVersion"])
         kind = str(manifest["kind"])
-        meta = manifest["metadata"]
-        suffix = f"{kind.lower()}-{meta['name']}"
-        if kind == "Namespace":
-            suffix = "namespace"
+        suffix = (
+            "namespace" if kind == "Namespace" else f"{kind.lower()}-{manifest['metadata']['name']}"
+        )
         opts = pulumi.ResourceOptions(
             parent=self,
             depends_on=[*self._upstream, *depends_on],
             ignore_changes=ignore_changes,
         )
-        body = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind", "metadata")}
-        typed = _TYPED.get((api_version, kind))
-        if typed is not None:
-            kwargs = {_snake(k): v for k, v in body.items()}
-            resource: pulumi.Resource = typed(
-                f"{self._name}-{suffix}", metadata=meta, opts=opts, **kwargs
-            )
-            return resource
-        return k8s.apiextensions.CustomResource(
-            f"{self._name}-{suffix}",
-            api_version=api_version,
-            kind=kind,
-            metadata=meta,
-            opts=opts,
-            **body,
-        )
+        return register(f"{self._name}-{suffix}", manifest, opts)

@@ -1,0 +1,54 @@
+"""Registering a builder's manifest as a Pulumi resource: the one place components do it.
+
+Core kinds become typed resources (their schemas ship with the provider, so the engine
+validates and diffs them field by field); everything else is a CustomResource.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+# Core kinds the builders produce, registered as typed resources.
+_TYPED: dict[tuple[str, str], Any] = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
+    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+    ("batch/v1", "CronJob"): k8s.batch.v1.CronJob,
+}
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def register(
+    resource_name: str, manifest: Mapping[str, Any], opts: pulumi.ResourceOptions
+) -> pulumi.Resource:
+    """Register `manifest` (apiVersion, kind, metadata, body) under `resource_name`."""
+    api_version = str(manifest["apiVersion"])
+    kind = str(manifest["kind"])
+    body = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind", "metadata")}
+    typed = _TYPED.get((api_version, kind))
+    if typed is not None:
+        resource: pulumi.Resource = typed(
+            resource_name,
+            metadata=manifest["metadata"],
+            opts=opts,
+            **{_snake(k): v for k, v in body.items()},
+        )
+        return resource
+    return k8s.apiextensions.CustomResource(
+        resource_name,
+        api_version=api_version,
+        kind=kind,
+        metadata=manifest["metadata"],
+        opts=opts,
+        **body,
+    )
