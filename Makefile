@@ -10,6 +10,8 @@ STACK   ?= dev
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi
 # The dev stack keeps no real secrets; an explicit (empty) passphrase keeps `pulumi` from prompting.
 export PULUMI_CONFIG_PASSPHRASE ?=
+# The policy pack's config (exemptions, model-namespace selection): the same file in CI.
+export POLICY_PACK_CONFIG ?= policy-pack/policy-config.json
 
 .PHONY: help ensure prereqs up down preview check test lint format docs bench clean
 
@@ -29,14 +31,16 @@ prereqs:  ## check the tools `make up` needs and say how to get the missing ones
 
 up: ensure prereqs  ## kind cluster + Istio + cert-manager + KServe + zero trust + demo models (stack $(STACK))
 	pulumi stack select --create $(STACK)
-	pulumi up --stack $(STACK) --yes --policy-pack policy-pack
+	pulumi up --stack $(STACK) --yes --policy-pack policy-pack \
+		--policy-pack-config $(POLICY_PACK_CONFIG)
 
 down: prereqs  ## destroy the stack (the kind cluster goes with it)
 	pulumi destroy --stack $(STACK) --yes
 
 preview: ensure prereqs  ## pulumi preview with the policy pack, as CI runs it
 	pulumi stack select --create $(STACK)
-	pulumi preview --stack $(STACK) --policy-pack policy-pack
+	pulumi preview --stack $(STACK) --policy-pack policy-pack \
+		--policy-pack-config $(POLICY_PACK_CONFIG)
 
 check: ensure  ## offline: evaluate stack $(STACK), send it through the policy pack over gRPC, report
 	$(PY) -m tools.check --stack $(STACK)

@@ -99,7 +99,7 @@ def render() -> str:
         "",
         "```sh",
         "pulumi preview --policy-pack policy-pack "
-        "--policy-pack-config policy-pack/policy-config.example.json",
+        "--policy-pack-config policy-pack/policy-config.json",
         "make check STACK=dev      # offline, no cluster, no Pulumi CLI",
         "```",
         "",
@@ -127,7 +127,7 @@ def render() -> str:
         lines.append(f"| `{key}` | {_default(schema)} | {schema.get('description', '')} |")
     lines += [
         "",
-        "`policy-pack/policy-config.example.json` is the file this project's own stacks are "
+        "`policy-pack/policy-config.json` is the file this project's own stacks are "
         "checked with (CI and `make check`): it exempts `aimesh-observability` from the "
         "namespace-injection rule (its pods join the mesh one by one) and selects model "
         "namespaces by their `aimesh.io/model` label.",

@@ -2,7 +2,7 @@
 
 Every resource the program registers (under mocks, as `pulumi preview` would) goes through the
 pack's normalization and every policy, with the project's own policy config
-(`policy-pack/policy-config.example.json`, the file CI passes as `--policy-pack-config`).
+(`policy-pack/policy-config.json`, the file CI passes as `--policy-pack-config`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aimesh_policies.framework import Context, Level, evaluate, evaluate_stack
 
 from tools import offline
 
-CONFIG_FILE = Path(__file__).resolve().parents[2] / "policy-pack" / "policy-config.example.json"
+CONFIG_FILE = Path(__file__).resolve().parents[2] / "policy-pack" / "policy-config.json"
 
 
 def policy_config(path: Path = CONFIG_FILE) -> dict[str, Any]:
@@ -62,4 +62,4 @@ def test_stack_has_no_mandatory_violation(stack_evaluation: offline.Evaluation) 
 def test_config_file_names_real_policies() -> None:
     names = {p.name for p in all_policies()} | {"all"}
     unknown = sorted(set(policy_config()) - names)
-    assert not unknown, f"policy-config.example.json names unknown policies: {unknown}"
+    assert not unknown, f"policy-config.json names unknown policies: {unknown}"

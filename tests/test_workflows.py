@@ -1,0 +1,187 @@
+"""The GitHub workflows: valid against GitHub's workflow schema, and doing what CI promises.
+
+The schema check uses check-jsonschema's vendored copy of the SchemaStore workflow schema
+(`--builtin-schema vendor.github-workflows`), so it runs offline.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
+
+# Inputs of pulumi/actions v6 (its action.yml); a misspelt input is silently ignored by GitHub.
+PULUMI_ACTION_INPUTS = {
+    "command",
+    "stack-name",
+    "pulumi-version",
+    "pulumi-version-file",
+    "work-dir",
+    "comment-on-pr",
+    "comment-on-pr-number",
+    "comment-on-summary",
+    "github-token",
+    "cloud-url",
+    "secrets-provider",
+    "parallel",
+    "message",
+    "config-map",
+    "expect-no-changes",
+    "diff",
+    "replace",
+    "target",
+    "target-dependents",
+    "policyPacks",
+    "policyPackConfigs",
+    "refresh",
+    "upsert",
+    "remove",
+    "edit-pr-comment",
+    "color",
+    "exclude-protected",
+    "plan",
+    "suppress-outputs",
+    "suppress-progress",
+    "always-include-summary",
+}
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+
+
+def _check_jsonschema() -> str:
+    found = shutil.which("check-jsonschema") or str(
+        Path(sys.executable).parent / "check-jsonschema"
+    )
+    if not Path(found).exists():
+        pytest.skip("check-jsonschema is not installed (requirements-dev.txt pins it)")
+    return found
+
+
+def _validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_check_jsonschema(), "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _load(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+    assert isinstance(data, dict)
+    # YAML 1.1 reads the bare key `on` as boolean true.
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def _steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (job_name, step)
+        for job_name, job in workflow["jobs"].items()
+        for step in job.get("steps", [])
+    ]
+
+
+def test_there_are_workflows() -> None:
+    names = {p.name for p in WORKFLOWS}
+    assert {"pull-request.yml", "deploy.yml"} <= names
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_matches_github_schema(path: Path) -> None:
+    result = _validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_check_rejects_a_broken_workflow(tmp_path: Path) -> None:
+    # The validator must be able to fail: a job without runs-on and a step with an unknown key.
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  x:\n    steps:\n      - run: echo hi\n        bogus: 1\n")
+    result = _validate(broken)
+    assert result.returncode != 0
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_action_is_pinned_to_an_exact_version(path: Path) -> None:
+    workflow = _load(path.name)
+    for job, step in _steps(workflow):
+        if "uses" in step:
+            assert PINNED.match(step["uses"]), f"{path.name}:{job}: {step['uses']} is not pinned"
+
+
+def _pulumi_steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (j, s) for j, s in _steps(workflow) if str(s.get("uses", "")).startswith("pulumi/actions@")
+    ]
+
+
+def test_pull_request_workflow_runs_make_test_and_a_policy_preview() -> None:
+    workflow = _load("pull-request.yml")
+    assert "pull_request" in workflow["on"]
+    runs = [str(s.get("run", "")) for _, s in _steps(workflow)]
+    assert any(re.search(r"(^|\s)make test(\s|$)", r) for r in runs)
+
+    previews = _pulumi_steps(workflow)
+    assert len(previews) == 1
+    job, step = previews[0]
+    inputs = step["with"]
+    assert set(inputs) <= PULUMI_ACTION_INPUTS, set(inputs) - PULUMI_ACTION_INPUTS
+    assert inputs["command"] == "preview"
+    assert inputs["policyPacks"] == "policy-pack"
+    assert inputs["comment-on-pr"] is True
+    assert "vars." in inputs["stack-name"]
+    assert "secrets." in inputs["cloud-url"]
+    # The same policy config as `make check`: the committed file unless a variable overrides it.
+    assert inputs["policyPackConfigs"] == "${{ env.POLICY_PACK_CONFIG }}"
+    default = workflow["env"]["POLICY_PACK_CONFIG"].split("'")[1]
+    assert (ROOT / default).is_file(), default
+    env = step["env"]
+    assert "secrets.PULUMI_ACCESS_TOKEN" in env["PULUMI_ACCESS_TOKEN"]
+    assert "secrets.PULUMI_CONFIG_PASSPHRASE" in env["PULUMI_CONFIG_PASSPHRASE"]
+    # The preview only runs once the offline tests pass, and may comment on the PR.
+    preview_job = workflow["jobs"][job]
+    assert "test" in preview_job["needs"]
+    assert preview_job["permissions"]["pull-requests"] == "write"
+    # The pack's own virtualenv (PulumiPolicy.yaml: virtualenv venv) is prepared before it runs.
+    pack_runs = " ".join(str(s.get("run", "")) for j, s in _steps(workflow) if j == job)
+    assert "policy-pack/venv" in pack_runs
+    assert "policy-pack/requirements.txt" in pack_runs
+
+
+def test_pull_request_workflow_checks_every_stack_offline_without_credentials() -> None:
+    workflow = _load("pull-request.yml")
+    check_jobs = [
+        name
+        for name, job in workflow["jobs"].items()
+        if any("make check" in str(s.get("run", "")) for s in job.get("steps", []))
+    ]
+    assert check_jobs
+    for name in check_jobs:
+        text = yaml.safe_dump(workflow["jobs"][name])
+        assert "secrets." not in text, f"{name} must not need credentials"
+        assert "Pulumi.*.yaml" in text  # every stack file, not a hand-kept list
+
+
+def test_deploy_workflow_runs_up_of_prod_with_the_pack_behind_an_environment() -> None:
+    workflow = _load("deploy.yml")
+    assert workflow["on"]["push"]["branches"] == ["main"]
+    ups = _pulumi_steps(workflow)
+    assert len(ups) == 1
+    job, step = ups[0]
+    inputs = step["with"]
+    assert set(inputs) <= PULUMI_ACTION_INPUTS, set(inputs) - PULUMI_ACTION_INPUTS
+    assert inputs["command"] == "up"
+    assert inputs["policyPacks"] == "policy-pack"
+    deploy_job = workflow["jobs"][job]
+    assert deploy_job["environment"]["name"] == "production"
+    assert "test" in deploy_job["needs"]
+    assert workflow["concurrency"]["cancel-in-progress"] is False

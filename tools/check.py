@@ -1,0 +1,529 @@
+"""`make check`: the policy pack's verdict on a stack (or on plain manifests), offline.
+
+    python -m tools.check --stack dev [--policy-pack-config FILE]
+    python -m tools.check --manifests DIR [--policy-pack-config FILE]
+
+`--stack` evaluates the program under Pulumi mocks (tools.offline) and sends every registered
+resource through the policy pack exactly as `pulumi preview --policy-pack policy-pack` would:
+the pack is started the way the CLI starts a Python pack, and driven over the analyzer gRPC
+protocol (tools.analyzer). `--manifests` does the same for a directory of Kubernetes YAML
+(rendered chart output, another team's manifests): every document becomes the resource a Helm v4
+Chart child would be, `kubernetes:<group>/<version>:<Kind>` under a `kubernetes:helm.sh/v4:Chart`.
+
+Violations are printed grouped by resource with the policy's fix. Exit status: 0 when no
+mandatory violation, 1 when there is one (the preview would fail), 2 when the check itself could
+not run (bad config file, pack does not start, program error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools import offline
+from tools.analyzer import (
+    AnalyzerError,
+    AnalyzerInfo,
+    Diagnostic,
+    PolicyConfig,
+    PolicyPackProcess,
+    PreviewResult,
+    ProviderResource,
+    Resource,
+    load_policy_config,
+    manifest_version,
+    preview,
+    reconcile_policy_config,
+    urn,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY_PACK = ROOT / "policy-pack"
+STACK_TYPE = "pulumi:pulumi:Stack"
+CHART_TYPE = "kubernetes:helm.sh/v4:Chart"
+K8S_PROVIDER_TYPE = "pulumi:providers:kubernetes"
+
+
+@dataclass
+class Target:
+    """The resources to judge, as the engine would hand them to the pack."""
+
+    label: str
+    stack: str
+    project: str
+    resources: list[Resource]
+    config: dict[str, str] = field(default_factory=dict)
+    secret_keys: list[str] = field(default_factory=list)
+    stack_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # urn -> where it came from
+    access_matrix: list[Any] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# A stack of this program, evaluated offline
+# --------------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+
+def _seconds(duration: str) -> float:
+    """A Go duration string ("5m", "1h30m") in seconds, as the engine converts custom timeouts."""
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(duration or ""))
+
+
+def _provider_urn(reference: str) -> str:
+    # A provider reference is `<provider urn>::<provider id>`.
+    return reference.rsplit("::", 1)[0] if reference else ""
+
+
+def _default_provider(type_: str, stack: str, project: str) -> ProviderResource:
+    """The engine's default provider for a custom resource registered without one."""
+    package = type_.split(":", 1)[0]
+    provider_type = f"pulumi:providers:{package}"
+    return ProviderResource(
+        type=provider_type,
+        urn=urn(stack, project, provider_type, "default"),
+        name="default",
+        properties={},
+    )
+
+
+def _from_registered(
+    r: offline.Registered, provider: ProviderResource | None, stack_urn: str
+) -> Resource:
+    options = r.options
+    timeouts = options.get("customTimeouts") or {}
+    dbr = options.get("deleteBeforeReplace")
+    return Resource(
+        type=r.type,
+        urn=r.urn,
+        name=r.urn.rsplit("::", 1)[-1],
+        properties=r.inputs,
+        # Top-level resources are children of the root stack resource.
+        parent=r.parent or stack_urn,
+        dependencies=tuple(r.dependencies),
+        property_dependencies={k: tuple(v) for k, v in r.property_dependencies.items()},
+        provider=provider,
+        protect=bool(options.get("protect")),
+        ignore_changes=tuple(options.get("ignoreChanges") or ()),
+        delete_before_replace=None if dbr is None else bool(dbr),
+        additional_secret_outputs=tuple(options.get("additionalSecretOutputs") or ()),
+        aliases=tuple(options.get("aliases") or ()),
+        custom_timeouts=(
+            _seconds(str(timeouts.get("create", ""))),
+            _seconds(str(timeouts.get("update", ""))),
+            _seconds(str(timeouts.get("delete", ""))),
+        ),
+    )
+
+
+def stack_target(stack: str) -> Target:
+    """Evaluate `Pulumi.<stack>.yaml` offline and describe every resource the engine would see:
+    the root stack, default providers, explicit providers, components and custom resources."""
+    config, secret_keys = offline.stack_config(stack)
+    evaluation = offline.evaluate(config, secret_keys=secret_keys, stack=stack, preview=True)
+    project = offline.PROJECT
+    stack_urn = urn(stack, project, STACK_TYPE, f"{project}-{stack}")
+    root = Resource(type=STACK_TYPE, urn=stack_urn, name=f"{project}-{stack}", properties={})
+
+    by_urn = {r.urn: r for r in evaluation.resources}
+    defaults: dict[str, Resource] = {}
+    resources: list[Resource] = [root]
+    for r in evaluation.resources:
+        provider: ProviderResource | None = None
+        if r.custom and not r.type.startswith("pulumi:providers:"):
+            ref = _provider_urn(r.provider)
+            if ref and ref in by_urn:
+                p = by_urn[ref]
+                provider = ProviderResource(
+                    type=p.type, urn=p.urn, name=p.urn.rsplit("::", 1)[-1], properties=p.inputs
+                )
+            else:
+                provider = _default_provider(r.type, stack, project)
+                if provider.urn not in defaults:
+                    defaults[provider.urn] = Resource(
+                        type=provider.type,
+                        urn=provider.urn,
+                        name=provider.name,
+                        properties={},
+                        parent=stack_urn,
+                    )
+                    resources.append(defaults[provider.urn])
+        resources.append(_from_registered(r, provider, stack_urn))
+
+    matrix = evaluation.outputs.get("accessMatrix")
+    return Target(
+        label=f"stack {stack}",
+        stack=stack,
+        project=project,
+        resources=resources,
+        config=config,
+        secret_keys=secret_keys,
+        # AnalyzeStack sees outputs; for the root stack those are its exports.
+        stack_properties={stack_urn: dict(evaluation.outputs)},
+        access_matrix=list(matrix) if isinstance(matrix, list) else [],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# A directory of plain Kubernetes YAML
+# --------------------------------------------------------------------------------------------
+
+
+def k8s_type(api_version: str, kind: str) -> str:
+    """Pulumi's type token for a Kubernetes object: `v1` objects live in the `core` group."""
+    group_version = api_version if "/" in api_version else f"core/{api_version}"
+    return f"kubernetes:{group_version}:{kind}"
+
+
+def _documents(path: Path) -> Iterable[tuple[int, Any]]:
+    text = path.read_text()
+    if path.suffix == ".json":
+        yield 0, json.loads(text)
+        return
+    yield from enumerate(yaml.safe_load_all(text))
+
+
+def _objects(doc: Any) -> Iterable[dict[str, Any]]:
+    """A document's Kubernetes objects; `kind: List` (and `*List`) are expanded to their items."""
+    if not isinstance(doc, dict):
+        return
+    kind = doc.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list):
+        for item in doc["items"]:
+            yield from _objects(item)
+        return
+    yield doc
+
+
+def manifests_target(directory: Path, *, stack: str = "manifests") -> Target:
+    """Every object in `directory` (recursively: *.yaml, *.yml, *.json) as a child of one Helm v4
+    Chart named after the directory, which is how rendered chart objects reach the pack:
+    name `<chart>:<namespace>/<name>` (cluster-scoped: `<chart>:<name>`), parent the Chart,
+    provider the kubernetes provider, properties the manifest itself."""
+    project = offline.PROJECT
+    chart_name = re.sub(r"[^A-Za-z0-9_.-]", "-", directory.resolve().name) or "manifests"
+    stack_urn = urn(stack, project, STACK_TYPE, f"{project}-{stack}")
+    provider = ProviderResource(
+        type=K8S_PROVIDER_TYPE,
+        urn=urn(stack, project, K8S_PROVIDER_TYPE, "default"),
+        name="default",
+        properties={},
+    )
+    chart_urn = urn(stack, project, CHART_TYPE, chart_name)
+    resources = [
+        Resource(type=STACK_TYPE, urn=stack_urn, name=f"{project}-{stack}", properties={}),
+        Resource(
+            type=provider.type,
+            urn=provider.urn,
+            name=provider.name,
+            properties={},
+            parent=stack_urn,
+        ),
+        Resource(
+            type=CHART_TYPE,
+            urn=chart_urn,
+            name=chart_name,
+            properties={"chart": str(directory)},
+            parent=stack_urn,
+        ),
+    ]
+    sources: dict[str, str] = {}
+    files = sorted(
+        p for p in directory.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ".json")
+    )
+    for path in files:
+        for index, doc in _documents(path):
+            for obj in _objects(doc):
+                api_version, kind = obj.get("apiVersion"), obj.get("kind")
+                where = f"{path.relative_to(directory)}#{index}"
+                if not isinstance(api_version, str) or not isinstance(kind, str):
+                    raise ValueError(f"{where}: not a Kubernetes object (apiVersion/kind missing)")
+                raw_metadata = obj.get("metadata")
+                metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
+                name = str(metadata.get("name") or metadata.get("generateName") or "unnamed")
+                namespace = metadata.get("namespace")
+                qualified = f"{namespace}/{name}" if namespace else name
+                type_ = k8s_type(api_version, kind)
+                child_urn = urn(stack, project, type_, f"{chart_name}:{qualified}", CHART_TYPE)
+                if child_urn in sources:
+                    raise ValueError(
+                        f"{where}: duplicate {kind} {qualified} (also in {sources[child_urn]}); "
+                        "the engine would refuse two resources with one URN"
+                    )
+                sources[child_urn] = where
+                resources.append(
+                    Resource(
+                        type=type_,
+                        urn=child_urn,
+                        name=f"{chart_name}:{qualified}",
+                        properties=obj,
+                        parent=chart_urn,
+                        provider=provider,
+                    )
+                )
+    return Target(
+        label=f"manifests {directory}",
+        stack=stack,
+        project=project,
+        resources=resources,
+        sources=sources,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Running the pack and reporting
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    target: Target
+    info: AnalyzerInfo
+    result: PreviewResult
+    seconds: float
+    config_file: Path | None = None
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.result.mandatory)
+
+
+def run(
+    target: Target,
+    *,
+    pack_dir: Path = POLICY_PACK,
+    policy_config: Mapping[str, PolicyConfig] | None = None,
+    python: str | None = None,
+) -> Report:
+    """Start the pack as the CLI does, configure it, and put the target through it."""
+    started = time.perf_counter()
+    with PolicyPackProcess(
+        pack_dir,
+        stack=target.stack,
+        project=target.project,
+        config=target.config,
+        python=python,
+    ) as pack:
+        client = pack.client
+        client.configure_stack(
+            stack=target.stack,
+            project=target.project,
+            organization=pack.organization,
+            dry_run=True,
+            config=target.config,
+            secret_keys=target.secret_keys,
+        )
+        info = client.get_analyzer_info()
+        version = manifest_version(pack.pack_dir)
+        if version:
+            info = AnalyzerInfo(
+                name=info.name,
+                version=version,
+                display_name=info.display_name,
+                description=info.description,
+                supports_config=info.supports_config,
+                policies=info.policies,
+                initial_config=info.initial_config,
+            )
+        client.configure(reconcile_policy_config(info, policy_config))
+        result = preview(client, target.resources, stack_properties=target.stack_properties)
+    return Report(target, info, result, time.perf_counter() - started)
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line if line else line for line in text.splitlines())
+
+
+def _diagnostic_lines(d: Diagnostic, info: AnalyzerInfo) -> list[str]:
+    level = "MANDATORY" if d.mandatory else "advisory "
+    severity = f" [{d.severity}]" if d.severity else ""
+    lines = [f"  {level} {d.policy_name}{severity}"]
+    # pulumi_policy prefixes the message with the policy description; show it once.
+    message = d.message
+    if d.description and message.startswith(d.description):
+        message = message[len(d.description) :].lstrip("\n")
+    lines.append(_indent(message or d.description, "      "))
+    steps = next((p.remediation_steps for p in info.policies if p.name == d.policy_name), "")
+    # The pack's messages usually carry their own specific `Fix:`; the generic steps otherwise.
+    if steps and "fix:" not in message.lower():
+        lines.append(_indent(f"fix: {steps}", "      "))
+    return lines
+
+
+def render(report: Report) -> str:
+    """The human report: violations grouped by resource (registration order), then a summary."""
+    target, info, result = report.target, report.info, report.result
+    config = f", config {report.config_file}" if report.config_file else ", no policy config"
+    out = [
+        f"policy pack {info.name}@{info.version} ({len(info.policies)} policies{config}) "
+        f"on {target.label}: {len(result.resources)} resources",
+        "",
+    ]
+    by_urn = {r.urn: r for r in result.resources}
+    order = [r.urn for r in result.resources if r.urn in result.diagnostics]
+    order += [u for u in result.diagnostics if u not in by_urn]
+    for resource_urn in order:
+        diagnostics = sorted(
+            result.diagnostics[resource_urn], key=lambda d: (not d.mandatory, d.policy_name)
+        )
+        resource = by_urn.get(resource_urn)
+        if resource is not None:
+            header = f"{resource.type}  {resource.name}"
+            source = target.sources.get(resource_urn)
+            out.append(header + (f"  ({source})" if source else ""))
+            out.append(f"  {resource_urn}")
+        else:
+            out.append(resource_urn or "stack-wide (AnalyzeStack)")
+        for d in diagnostics:
+            out.extend(_diagnostic_lines(d, info))
+        out.append("")
+    for resource_urn, fixes in result.remediations.items():
+        for fix in fixes:
+            what = fix.diagnostic or "properties rewritten before analysis"
+            out.append(f"remediation {fix.policy_name} on {resource_urn}: {what}")
+    if result.remediations:
+        out.append("")
+    mandatory, advisory = result.mandatory, result.advisory
+    flagged = len(result.diagnostics)
+    verdict = (
+        "FAIL: mandatory violations would stop `pulumi preview`"
+        if mandatory
+        else "PASS: no mandatory violation"
+    )
+    out.append(
+        f"summary: {len(mandatory)} mandatory, {len(advisory)} advisory violation(s) on "
+        f"{flagged} of {len(result.resources)} resources; "
+        f"{sum(len(f) for f in result.remediations.values())} remediation(s); "
+        f"{report.seconds:.2f}s -- {verdict}"
+    )
+    return "\n".join(out)
+
+
+MATRIX_COLUMNS = ("model", "role", "caller", "kind", "versions", "methods", "rateLimit", "when")
+
+
+def render_access_matrix(rows: Sequence[Any]) -> str:
+    """The stack's `accessMatrix` export as a table: who may call which model, how, when.
+    Shows the columns of MATRIX_COLUMNS the rows have (all scalar columns if none match)."""
+    dict_rows = [r for r in rows if isinstance(r, Mapping)]
+    if not dict_rows:
+        return ""
+    present = [c for c in MATRIX_COLUMNS if any(c in row for row in dict_rows)]
+    if not present:
+        present = [
+            k
+            for k in dict_rows[0]
+            if all(not isinstance(row.get(k), Mapping | list) for row in dict_rows)
+        ]
+    cells = [[_cell(row.get(c)) for c in present] for row in dict_rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(present)]
+    header = "  ".join(c.ljust(w) for c, w in zip(present, widths, strict=True)).rstrip()
+    lines = ["access matrix:", "  " + header]
+    lines += [
+        "  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    ]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    text = "" if value is None else str(value)
+    return text if len(text) <= 48 else text[:45] + "..."
+
+
+def as_json(report: Report) -> dict[str, Any]:
+    result = report.result
+    return {
+        "pack": {"name": report.info.name, "version": report.info.version},
+        "config": str(report.config_file) if report.config_file else None,
+        "target": report.target.label,
+        "resources": len(result.resources),
+        "passed": not report.failed,
+        "violations": [
+            {
+                "urn": resource_urn,
+                "source": report.target.sources.get(resource_urn, ""),
+                "policy": d.policy_name,
+                "level": "mandatory" if d.mandatory else d.enforcement_level,
+                "severity": d.severity,
+                "message": d.message,
+            }
+            for resource_urn, ds in result.diagnostics.items()
+            for d in ds
+        ],
+        "remediations": [
+            {"urn": u, "policy": f.policy_name, "diagnostic": f.diagnostic}
+            for u, fixes in result.remediations.items()
+            for f in fixes
+        ],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.check", description=__doc__.split("\n")[0]
+    )
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--stack", help="evaluate Pulumi.<STACK>.yaml offline and check it")
+    what.add_argument("--manifests", type=Path, help="check a directory of Kubernetes YAML")
+    env_config = os.environ.get("POLICY_PACK_CONFIG") or None
+    parser.add_argument(
+        "--policy-pack-config",
+        type=Path,
+        default=Path(env_config) if env_config else None,
+        help="policy config JSON, the file `pulumi preview --policy-pack-config` takes "
+        "(default: $POLICY_PACK_CONFIG, else none)",
+    )
+    parser.add_argument(
+        "--policy-pack", type=Path, default=POLICY_PACK, help="policy pack directory"
+    )
+    parser.add_argument(
+        "--python", help="interpreter for the pack when its own virtualenv does not exist"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    args = parser.parse_args(argv)
+
+    try:
+        policy_config = (
+            load_policy_config(args.policy_pack_config) if args.policy_pack_config else None
+        )
+        if args.stack:
+            target = stack_target(args.stack)
+        else:
+            if not args.manifests.is_dir():
+                raise ValueError(f"{args.manifests} is not a directory")
+            target = manifests_target(args.manifests)
+        report = run(
+            target, pack_dir=args.policy_pack, policy_config=policy_config, python=args.python
+        )
+        report.config_file = args.policy_pack_config
+    except (AnalyzerError, ValueError, OSError, yaml.YAMLError) as exc:
+        print(f"check could not run: {exc}", file=sys.stderr)
+        return 2
+
+    if args.json:
+        print(json.dumps(as_json(report), indent=2, sort_keys=True))
+    else:
+        print(render(report))
+        matrix = render_access_matrix(target.access_matrix)
+        if matrix:
+            print()
+            print(matrix)
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
