@@ -513,16 +513,23 @@ def _cronjob(
     # In the mesh like everything else: with native sidecars (Istio on Kubernetes >= 1.33) the
     # proxy stops when kubectl exits, so the Job completes.
     pod_labels = workload_selector_for_controller(model)
+    spec: dict[str, Any] = {
+        "schedule": schedule,
+        "timeZone": time_zone,
+        "concurrencyPolicy": "Forbid",
+    }
+    if suffix.startswith("open"):
+        # A missed opening (controller down) runs within 10 minutes or not at all: access that
+        # starts hours late, possibly after the closing already ran, would stay open a day.
+        # A closing has NO deadline: a late close is always right (fail closed), so the
+        # CronJob controller runs a missed closing as soon as it catches up.
+        spec["startingDeadlineSeconds"] = 600
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
         "metadata": metadata(name, model.ns, {**_labels(model), ROLE_LABEL: WINDOW_ROLE}),
         "spec": {
-            "schedule": schedule,
-            "timeZone": time_zone,
-            "concurrencyPolicy": "Forbid",
-            # A missed edge (controller down) still runs within 10 minutes, not hours later.
-            "startingDeadlineSeconds": 600,
+            **spec,
             "successfulJobsHistoryLimit": 1,
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {
@@ -621,9 +628,7 @@ def rate_limit_actions(rows: list[access.AccessRow]) -> list[dict[str, Any]]:
     metadata (no or invalid token) means no descriptor, so no per-integration bucket applies
     (and the ALLOW rules deny such a request anyway)."""
     actions: list[dict[str, Any]] = []
-    for row in rows:
-        if row.rate_limit is None:
-            continue
+    for row, _ in _limited(rows):
         if row.kind == "workload":
             action: dict[str, Any] = {
                 "header_value_match": {
@@ -653,19 +658,46 @@ def rate_limit_actions(rows: list[access.AccessRow]) -> list[dict[str, Any]]:
     return actions
 
 
-def rate_limit_descriptors(rows: list[access.AccessRow]) -> list[dict[str, Any]]:
-    out = []
+def _descriptor_value(row: access.AccessRow) -> str:
+    return row.caller if row.kind == "workload" else row.issuer
+
+
+def _limited(rows: list[access.AccessRow]) -> list[tuple[access.AccessRow, RateLimit]]:
+    """The rate-limited rows, one per descriptor (key, value), with that descriptor's limit.
+
+    Integrations are keyed by their issuer, and integrations may share one (settings tell them
+    apart by audience or subject). Two grants of one model to such integrations would produce
+    the same descriptor twice: Envoy rejects a local rate limit config with a duplicate
+    descriptor ("duplicate descriptor in the local rate descriptor"), so the whole inbound
+    listener update of the model's sidecar would be refused, and two identical route actions
+    would consume the shared bucket twice per request. They share ONE bucket, the strictest of
+    their limits (the lowest sustained rate)."""
+    chosen: dict[tuple[str, str], tuple[access.AccessRow, RateLimit]] = {}
     for row in rows:
         if row.rate_limit is None:
             continue
-        value = row.caller if row.kind == "workload" else row.issuer
-        out.append(
-            {
-                "entries": [{"key": _descriptor_key(row), "value": value}],
-                "token_bucket": _bucket(row.rate_limit),
-            }
-        )
-    return out
+        key = (_descriptor_key(row), _descriptor_value(row))
+        limit = row.rate_limit
+        if key in chosen:
+            kept = chosen[key][1]
+            if limit.requests / _UNIT_SECONDS[limit.unit] >= (
+                kept.requests / _UNIT_SECONDS[kept.unit]
+            ):
+                continue
+            chosen[key] = (chosen[key][0], limit)
+        else:
+            chosen[key] = (row, limit)
+    return list(chosen.values())
+
+
+def rate_limit_descriptors(rows: list[access.AccessRow]) -> list[dict[str, Any]]:
+    return [
+        {
+            "entries": [{"key": _descriptor_key(row), "value": _descriptor_value(row)}],
+            "token_bucket": _bucket(limit),
+        }
+        for row, limit in _limited(rows)
+    ]
 
 
 def rate_limit_filter(model: ModelSettings, rows: list[access.AccessRow]) -> dict[str, Any] | None:
@@ -797,6 +829,22 @@ def masking_filter(settings: Settings, model: ModelSettings) -> dict[str, Any] |
 # ---- egress (DLP) ---------------------------------------------------------------------------
 
 
+# Hosts an `hf://` download touches: the Hub (metadata, `resolve/` URLs) and the CDNs its
+# `resolve/` answers redirect to: LFS files to cdn-lfs*.hf.co (formerly *.huggingface.co), files
+# in Xet storage (the Hub's default for new repositories) to the Xet bridge, or, with the hf_xet
+# client huggingface_hub uses when installed, to the Xet CAS and transfer hosts.
+HF_HOSTS = (
+    "huggingface.co",
+    "cdn-lfs.hf.co",
+    "cdn-lfs-us-1.hf.co",
+    "cdn-lfs.huggingface.co",
+    "cdn-lfs-us-1.huggingface.co",
+    "cas-bridge.xethub.hf.co",
+    "cas-server.xethub.hf.co",
+    "transfer.xethub.hf.co",
+)
+
+
 @dataclass(frozen=True)
 class EgressHost:
     host: str
@@ -823,7 +871,12 @@ def storage_hosts(model: ModelSettings) -> list[EgressHost]:
             # boto3's default virtual-hosted addressing: <bucket>.s3.amazonaws.com
             host = EgressHost(f"{parsed.netloc}.s3.amazonaws.com", 443)
         elif scheme == "hf":
-            host = EgressHost("huggingface.co", 443)
+            # The Hub answers file downloads with a redirect to its CDNs (below): with
+            # REGISTRY_ONLY, huggingface.co alone stops every model at the first weight file.
+            for name in HF_HOSTS:
+                if EgressHost(name, 443) not in hosts:
+                    hosts.append(EgressHost(name, 443))
+            continue
         else:  # https://host[:port]/..., azure://<account>.blob.core.windows.net/...
             host = EgressHost(parsed.hostname or parsed.netloc, parsed.port or 443)
         if host not in hosts:

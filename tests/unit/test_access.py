@@ -333,3 +333,29 @@ def test_no_read_or_invoke_path_is_an_operator_path() -> None:
     for m in stack().models:
         for path in [*access.read_paths(m), *access.invoke_paths(m)]:
             assert not access.is_admin_path(m, path.replace("{*}", "1")), path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "//v2/repository/index",
+        "/v2//repository/index",
+        "/v2%2Frepository/index",
+        "/v2/repository%2Findex",
+        "/V2/REPOSITORY/INDEX",
+        "/v2/repository/index/",
+        "//metrics",
+        "/v2/models/beta/versions/1/stats/",
+    ],
+)
+def test_spellings_that_dodge_the_operator_deny_match_no_grant_either(path: str) -> None:
+    # The mesh's default normalization (BASE) neither merges `//` nor decodes `%2F`, and
+    # matching is case-sensitive: such a spelling may slip past the DENY of operator paths, so
+    # it must not match any non-admin ALLOW either (exact paths, one-segment templates).
+    settings = stack()
+    for m in settings.models:
+        for row in access.rows(settings, m, GATEWAY):
+            if row.role == "admin":
+                continue
+            for method in ("GET", "POST"):
+                assert not access.row_allows(row, method, path), (row.caller, method, path)

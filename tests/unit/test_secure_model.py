@@ -271,6 +271,18 @@ def test_window_cronjobs_patch_exactly_that_policy(alpha: secure_model.ModelObje
     assert "aimesh.io/model" not in template["metadata"]["labels"]
 
 
+def test_a_missed_closing_still_runs_a_missed_opening_does_not(
+    alpha: secure_model.ModelObjects,
+) -> None:
+    # Fail closed: after a controller outage the CronJob controller runs a missed closing
+    # whenever it catches up; a missed opening only within 10 minutes of its schedule.
+    opened, closed = by_kind(alpha, "CronJob")
+    assert opened["metadata"]["name"].endswith("-open-0")
+    assert opened["spec"]["startingDeadlineSeconds"] == 600
+    assert closed["metadata"]["name"].endswith("-close-0")
+    assert "startingDeadlineSeconds" not in closed["spec"]
+
+
 def test_window_role_can_only_get_and_patch_that_object(alpha: secure_model.ModelObjects) -> None:
     row = next(r for r in alpha.rows if r.batch)
     sa = access.short_name(row.policy, "ctl")
@@ -391,6 +403,46 @@ def test_integration_key_is_its_validated_issuer() -> None:
     ]
 
 
+def test_integrations_sharing_an_issuer_share_one_bucket() -> None:
+    # Envoy refuses a local rate limit config with a duplicate descriptor (and two identical
+    # actions would take two tokens per request): one descriptor, the strictest limit.
+    shared = {"issuer": "https://idp.shared.example", "jwksUri": "https://idp.shared.example/k"}
+    settings = stack(
+        integrations=[
+            {"name": "team-a", **shared, "audiences": ["a"]},
+            {"name": "team-b", **shared, "audiences": ["b"]},
+        ],
+        models=[
+            {
+                "name": "x",
+                "format": "sklearn",
+                "storageUri": "gs://b/x",
+                "integrations": [
+                    {"name": "team-a", "rateLimit": {"requests": 120, "unit": "minute"}},
+                    {"name": "team-b", "rateLimit": {"requests": 1, "unit": "second"}},
+                ],
+            }
+        ],
+    )
+    m = settings.models[0]
+    ef = secure_model.rate_limit_filter(m, access.rows(settings, m, GATEWAY))
+    assert ef is not None
+    route = ef["spec"]["configPatches"][1]["patch"]["value"]
+    config = route["typed_per_filter_config"]["envoy.filters.http.local_ratelimit"]
+    (descriptor,) = config["descriptors"]
+    assert descriptor["entries"] == [
+        {"key": "aimesh-integration", "value": "https://idp.shared.example"}
+    ]
+    assert descriptor["token_bucket"] == {
+        "max_tokens": 1,
+        "tokens_per_fill": 1,
+        "fill_interval": "1s",
+    }
+    assert len(route["route"]["rate_limits"]) == 1
+    keys = [json.dumps(d["entries"], sort_keys=True) for d in config["descriptors"]]
+    assert len(keys) == len(set(keys))
+
+
 def test_no_limits_no_filter() -> None:
     settings, m = one_model(callers=[{"namespace": "a", "serviceAccount": "b"}])
     assert secure_model.rate_limit_filter(m, access.rows(settings, m, GATEWAY)) is None
@@ -419,7 +471,22 @@ def test_a_caller_listed_twice_is_rejected() -> None:
         ("gs://bucket/m", [("storage.googleapis.com", 443)]),
         ("s3://my-bucket/m", [("my-bucket.s3.amazonaws.com", 443)]),
         ("https://models.example.com:8443/m.joblib", [("models.example.com", 8443)]),
-        ("hf://org/model", [("huggingface.co", 443)]),
+        (
+            "hf://org/model",
+            [
+                (h, 443)
+                for h in (
+                    "huggingface.co",
+                    "cdn-lfs.hf.co",
+                    "cdn-lfs-us-1.hf.co",
+                    "cdn-lfs.huggingface.co",
+                    "cdn-lfs-us-1.huggingface.co",
+                    "cas-bridge.xethub.hf.co",
+                    "cas-server.xethub.hf.co",
+                    "transfer.xethub.hf.co",
+                )
+            ],
+        ),
         ("pvc://models-pvc/m", []),
         ("oci://registry.example.com/models/m:1", []),
     ],
@@ -427,6 +494,18 @@ def test_a_caller_listed_twice_is_rejected() -> None:
 def test_storage_host_derived_from_uri(uri: str, hosts: list[tuple[str, int]]) -> None:
     _, m = one_model(storageUri=uri)
     assert [(h.host, h.port) for h in secure_model.storage_hosts(m)] == hosts
+
+
+def test_hf_models_reach_the_hub_cdns() -> None:
+    # The Hub redirects weight downloads to its LFS and Xet CDNs; without them in the
+    # ServiceEntry, REGISTRY_ONLY stops the storage initializer at the first large file.
+    _, m = one_model(storageUri="hf://org/model")
+    se = secure_model.service_entry(m)
+    assert se is not None
+    hosts = se["spec"]["hosts"]
+    assert "huggingface.co" in hosts
+    assert {"cdn-lfs.hf.co", "cas-bridge.xethub.hf.co"} <= set(hosts)
+    assert not any("*" in h for h in hosts)  # DNS resolution: exact names only
 
 
 def test_storage_host_override() -> None:
