@@ -232,6 +232,8 @@ def _num(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
 
 
+CERT_EXPIRY = "certmanager_certificate_expiration_timestamp_seconds"
+
 # Baselines end an hour ago, so a ramping attack does not raise its own baseline at once.
 BASELINE_OFFSET = "1h"
 
@@ -320,7 +322,9 @@ def alerts(settings: Settings) -> list[Alert]:
         Alert(
             "AimeshCertificateExpiringSoon",
             "warning",
-            f"certmanager_certificate_expiration_timestamp_seconds - time() < {cert_seconds}",
+            # cert-manager reports 0 for a Certificate that was never issued (no
+            # status.notAfter yet, e.g. an ACME order in progress): not "expiring".
+            f"{CERT_EXPIRY} - time() < {cert_seconds} and {CERT_EXPIRY} > 0",
             "Certificate {{ $labels.namespace }}/{{ $labels.name }} expires soon",
             f"The certificate expires in less than {s.alert_cert_expiry_days} days and "
             "cert-manager has not renewed it (issuer down, ACME challenge failing).",

@@ -12,6 +12,7 @@ from typing import Any
 from builders import alerts
 from builders.common import OBSERVABILITY_NAMESPACE, canonical_json, metadata
 from builders.monitoring import DASHBOARD_LABEL, DASHBOARD_LABEL_VALUE
+from settings import Settings
 
 UID = "aimesh-model-security"
 CONFIGMAP = "aimesh-dashboard-model-security"
@@ -22,8 +23,11 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 _M = f'destination_service_namespace=~"{MODEL_VAR}"'
 
 
-def panels() -> list[tuple[str, str, str, str]]:
-    """(title, PromQL, legend, unit) of every panel, in display order."""
+def panels(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(title, PromQL, legend, unit) of every panel, in display order. The baseline panel uses
+    the alerts' window and offset, so the ratio shown is the one AimeshUnusualRequestVolume
+    compares with `alertVolumeFactor`."""
+    baseline = f"[{settings.alert_baseline_window}] offset {alerts.BASELINE_OFFSET}"
     return [
         (
             "Requests/s per model",
@@ -32,8 +36,8 @@ def panels() -> list[tuple[str, str, str, str]]:
             "reqps",
         ),
         (
-            "Request rate vs own baseline (x)",
-            f"{alerts.REQUESTS}{{{_M}}} / avg_over_time({alerts.REQUESTS}{{{_M}}}[1d] offset 1h)",
+            f"Request rate vs own {settings.alert_baseline_window} baseline (x)",
+            f"{alerts.REQUESTS}{{{_M}}} / avg_over_time({alerts.REQUESTS}{{{_M}}}{baseline})",
             "{{destination_service_namespace}}",
             "none",
         ),
@@ -98,7 +102,8 @@ def panels() -> list[tuple[str, str, str, str]]:
         ),
         (
             "Days until certificate expiry",
-            "(certmanager_certificate_expiration_timestamp_seconds - time()) / 86400",
+            # Never-issued certificates report 0 (see the alert): left out.
+            f"({alerts.CERT_EXPIRY} - time()) / 86400 and {alerts.CERT_EXPIRY} > 0",
             "{{namespace}}/{{name}}",
             "d",
         ),
@@ -112,10 +117,10 @@ def panels() -> list[tuple[str, str, str, str]]:
     ]
 
 
-def dashboard() -> dict[str, Any]:
+def dashboard(settings: Settings) -> dict[str, Any]:
     """The dashboard JSON model (two panels per row, 12 columns wide each)."""
     built = []
-    for index, (title, expr, legend, unit) in enumerate(panels()):
+    for index, (title, expr, legend, unit) in enumerate(panels(settings)):
         built.append(
             {
                 "id": index + 1,
@@ -155,7 +160,7 @@ def dashboard() -> dict[str, Any]:
     }
 
 
-def dashboard_configmap() -> dict[str, Any]:
+def dashboard_configmap(settings: Settings) -> dict[str, Any]:
     """The ConfigMap Grafana's sidecar picks up (deterministic JSON: quiet previews)."""
     return {
         "apiVersion": "v1",
@@ -163,5 +168,5 @@ def dashboard_configmap() -> dict[str, Any]:
         "metadata": metadata(
             CONFIGMAP, OBSERVABILITY_NAMESPACE, labels={DASHBOARD_LABEL: DASHBOARD_LABEL_VALUE}
         ),
-        "data": {"aimesh-model-security.json": canonical_json(dashboard())},
+        "data": {"aimesh-model-security.json": canonical_json(dashboard(settings))},
     }

@@ -2,9 +2,10 @@
 
 Prometheus, Alertmanager and Grafana run OUTSIDE the mesh (their namespace has no injection
 label). Under STRICT mTLS they still scrape every sidecar: Istio's merged metrics endpoint
-(:15020/stats/prometheus, Envoy + Istio + the application's own metrics, e.g. KServe's model
-server) is served by pilot-agent in plaintext and is not intercepted by the sidecar. istiod
-(:15014) and cert-manager (:9402) run out of the mesh as well.
+(:15020/stats/prometheus, Envoy + Istio + the application's own metrics when its pod carries
+prometheus.io annotations, e.g. the collector's) is served by pilot-agent in plaintext and is
+not intercepted by the sidecar. istiod (:15014) and cert-manager (:9402) run out of the mesh as
+well.
 """
 
 from __future__ import annotations
@@ -51,16 +52,22 @@ def receiver_config(receiver: AlertReceiver) -> dict[str, Any]:
     return {"name": receiver.name, "webhook_configs": [{"url_file": path, "send_resolved": True}]}
 
 
+# Every aimesh alert carries this label (builders/alerts.py); receivers only get those.
+AIMESH_ALERT_MATCHER = 'aimesh_alert = "true"'
+
+
 def alertmanager_config(settings: Settings) -> dict[str, Any]:
-    """Routes: every receiver gets the alerts of its severities (`continue` lets several
-    receivers see the same alert); everything else goes to the chart's `null` receiver."""
+    """Routes: every receiver gets the aimesh alerts of its severities (`continue` lets several
+    receivers see the same alert); everything else (the chart's own Kubernetes rules when
+    `clusterMonitoring` is on, Watchdog) goes to the chart's `null` receiver, so a security
+    on-call is not paged for node or kubelet problems."""
     routes: list[dict[str, Any]] = [{"receiver": "null", "matchers": ['alertname = "Watchdog"']}]
     for receiver in settings.alert_receivers:
         severities = "|".join(receiver.severities)
         routes.append(
             {
                 "receiver": receiver.name,
-                "matchers": [f'severity =~ "{severities}"'],
+                "matchers": [AIMESH_ALERT_MATCHER, f'severity =~ "{severities}"'],
                 "continue": True,
             }
         )
@@ -158,7 +165,8 @@ def helm_values(settings: Settings) -> dict[str, Any]:
 def sidecar_pod_monitor() -> dict[str, Any]:
     """Every injected pod (models, callers, the ingress gateway, the collector): the merged
     metrics endpoint :15020/stats/prometheus (Istio standard metrics, Envoy stats, and the
-    application's own metrics when the pod carries prometheus.io annotations, e.g. KServe)."""
+    application's own metrics when the pod carries prometheus.io annotations: the collector;
+    KServe predictors only once KServe's `enablePrometheusScraping` is on)."""
     return {
         "apiVersion": MONITORING_API,
         "kind": "PodMonitor",

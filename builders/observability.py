@@ -59,8 +59,8 @@ def monitoring_resources(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
-def dashboards() -> dict[str, dict[str, Any]]:
-    return {"dashboard-model-security": dashboard.dashboard_configmap()}
+def dashboards(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {"dashboard-model-security": dashboard.dashboard_configmap(settings)}
 
 
 def overrides(settings: Settings) -> list[TelemetryOverride]:

@@ -109,7 +109,7 @@ class Observability(pulumi.ComponentResource):
                 data=manifest["data"],
                 opts=child(self.namespace),
             )
-            for suffix, manifest in observability.dashboards().items()
+            for suffix, manifest in observability.dashboards(settings).items()
         }
         self.ready = [
             self.namespace,

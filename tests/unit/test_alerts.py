@@ -148,7 +148,7 @@ def test_every_rule_expression_parses_and_uses_emitted_metrics(name_expr: tuple[
     check(name_expr[1])
 
 
-@pytest.mark.parametrize("panel", dashboard.panels(), ids=lambda p: p[0])
+@pytest.mark.parametrize("panel", dashboard.panels(_settings()), ids=lambda p: p[0])
 def test_every_dashboard_query_parses_and_uses_emitted_metrics(panel: tuple[str, ...]) -> None:
     # Grafana substitutes the template variable before the query reaches Prometheus.
     expr = panel[1].replace(dashboard.MODEL_VAR, ".+")
@@ -271,3 +271,86 @@ def test_every_alert_has_a_runbook_with_checked_queries(alert: str) -> None:
 def test_no_runbook_without_an_alert() -> None:
     names = {a.name for a in alerts.alerts(_settings())}
     assert {p.stem for p in RUNBOOKS.glob("*.md")} <= names
+
+
+# ---- semantics: what the platform alerts return on given samples --------------------------------
+
+NOW = 1_800_000_000.0
+DAY = 86400.0
+Sample = tuple[dict[str, str], float]
+
+
+def _identity(labels: dict[str, str]) -> frozenset[tuple[str, str]]:
+    # Vector matching ignores the metric name.
+    return frozenset((k, v) for k, v in labels.items() if k != "__name__")
+
+
+def _evaluate(expr: Any, series: dict[str, list[Sample]]) -> list[Sample] | float:
+    """A minimal instant-query evaluator (plain selectors, time(), numbers, arithmetic and
+    comparisons with a scalar, `and`), enough to run the certificate expressions."""
+    if isinstance(expr, promql_parser.NumberLiteral):
+        return float(expr.val)
+    if isinstance(expr, promql_parser.ParenExpr):
+        return _evaluate(expr.expr, series)
+    if isinstance(expr, promql_parser.Call) and expr.func.name == "time":
+        return NOW
+    if isinstance(expr, promql_parser.VectorSelector):
+        assert expr.name, "only plain selectors are supported"
+        assert not list(expr.matchers.matchers), "only plain selectors are supported"
+        name = str(expr.name)
+        return [({"__name__": name, **labels}, v) for labels, v in series.get(name, [])]
+    assert isinstance(expr, promql_parser.BinaryExpr), f"unsupported node {expr}"
+    op = str(expr.op)
+    lhs, rhs = _evaluate(expr.lhs, series), _evaluate(expr.rhs, series)
+    if op == "and":
+        assert isinstance(lhs, list)
+        assert isinstance(rhs, list)
+        right = {_identity(labels) for labels, _ in rhs}
+        return [(labels, v) for labels, v in lhs if _identity(labels) in right]
+    arithmetic = {
+        "+": float.__add__,
+        "-": float.__sub__,
+        "*": float.__mul__,
+        "/": float.__truediv__,
+    }
+    compare = {"<": float.__lt__, ">": float.__gt__, "<=": float.__le__, ">=": float.__ge__}
+    if isinstance(lhs, float) and isinstance(rhs, float):
+        return arithmetic[op](lhs, rhs)
+    assert isinstance(lhs, list), "vector <op> scalar only"
+    assert isinstance(rhs, float), "vector <op> scalar only"
+    if op in arithmetic:
+        return [
+            ({k: v for k, v in labels.items() if k != "__name__"}, arithmetic[op](v, rhs))
+            for labels, v in lhs
+        ]
+    return [(labels, v) for labels, v in lhs if compare[op](v, rhs)]
+
+
+def _certificates() -> dict[str, list[Sample]]:
+    def cert(name: str, expiry: float) -> Sample:
+        return ({"namespace": "istio-ingress", "name": name, "issuer_name": "ca"}, expiry)
+
+    return {
+        alerts.CERT_EXPIRY: [
+            cert("soon", NOW + 2 * DAY),
+            cert("fine", NOW + 60 * DAY),
+            # cert-manager's value for a Certificate with no status.notAfter yet (never issued).
+            cert("pending", 0.0),
+        ]
+    }
+
+
+def test_certificate_alert_fires_for_expiring_certificates_not_for_unissued_ones() -> None:
+    expr = _alert(_settings(alertCertExpiryDays=14), "AimeshCertificateExpiringSoon").expr
+    fired = _evaluate(promql_parser.parse(expr), _certificates())
+    assert isinstance(fired, list)
+    assert [labels["name"] for labels, _ in fired] == ["soon"]
+
+
+def test_certificate_panel_leaves_out_unissued_certificates() -> None:
+    expr = next(
+        p[1] for p in dashboard.panels(_settings()) if p[0] == "Days until certificate expiry"
+    )
+    shown = _evaluate(promql_parser.parse(expr), _certificates())
+    assert isinstance(shown, list)
+    assert {labels["name"]: round(v) for labels, v in shown} == {"soon": 2, "fine": 60}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -40,12 +41,53 @@ def test_receivers_read_their_credentials_from_mounted_files() -> None:
 def test_routes_send_each_receiver_its_severities() -> None:
     route = monitoring.alertmanager_config(_settings())["route"]
     by_receiver = {r["receiver"]: r for r in route["routes"]}
-    assert by_receiver["oncall"]["matchers"] == ['severity =~ "critical"']
-    assert by_receiver["channel"]["matchers"] == ['severity =~ "critical|warning"']
+    assert by_receiver["oncall"]["matchers"] == ['aimesh_alert = "true"', 'severity =~ "critical"']
+    assert by_receiver["channel"]["matchers"][1] == 'severity =~ "critical|warning"'
     assert all(by_receiver[n]["continue"] for n in ("oncall", "channel", "soar"))
     # every route names a defined receiver
     defined = {r["name"] for r in monitoring.alertmanager_config(_settings())["receivers"]}
     assert {r["receiver"] for r in route["routes"]} | {route["receiver"]} <= defined
+
+
+_MATCHER = re.compile(r'^([a-zA-Z_]+) (=~|!~|!=|=) "(.*)"$')
+
+
+def _matches(matcher: str, labels: dict[str, str]) -> bool:
+    """Alertmanager's matcher semantics (regexes are anchored, a missing label is "")."""
+    found = _MATCHER.match(matcher)
+    assert found, f"unparsable matcher {matcher!r}"
+    name, op, value = found.groups()
+    actual = labels.get(name, "")
+    if op in ("=", "!="):
+        return (actual == value) == (op == "=")
+    return (re.fullmatch(value, actual) is not None) == (op == "=~")
+
+
+def _notified(config: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    """The receivers an alert reaches through the (one-level) route tree."""
+    route = config["route"]
+    found: list[str] = []
+    for child in route["routes"]:
+        if all(_matches(m, labels) for m in child["matchers"]):
+            found.append(child["receiver"])
+            if not child.get("continue", False):
+                break
+    return found or [route["receiver"]]
+
+
+def test_only_aimesh_alerts_reach_the_receivers() -> None:
+    settings = _settings(models=[{"name": "iris", "format": "sklearn", "storageUri": "gs://b/i"}])
+    config = monitoring.alertmanager_config(settings)
+    groups = alerts.prometheus_rule(settings)["spec"]["groups"]
+    rules = [r for g in groups for r in g["rules"] if "alert" in r]
+    for rule in rules:
+        labels = {"alertname": rule["alert"], **rule["labels"]}
+        everyone = {"oncall", "channel", "soar"}
+        expected = everyone if labels["severity"] == "critical" else everyone - {"oncall"}
+        assert set(_notified(config, labels)) == expected, rule["alert"]
+    # kube-prometheus-stack's own rules (clusterMonitoring) page nobody on the security side.
+    assert _notified(config, {"alertname": "KubeletDown", "severity": "critical"}) == ["null"]
+    assert _notified(config, {"alertname": "Watchdog", "severity": "none"}) == ["null"]
 
 
 def test_no_receivers_no_mounted_secret() -> None:
@@ -100,20 +142,31 @@ def test_sidecars_are_scraped_on_the_plaintext_merged_port() -> None:
     assert address["replacement"] == "$1:15020"
 
 
+def test_baseline_panel_compares_with_the_alerts_baseline() -> None:
+    # dev pages on a 6h baseline: the panel must show the same ratio, not a fixed 1d one.
+    settings = _settings(alertBaselineWindow="6h")
+    alert = next(a for a in alerts.alerts(settings) if a.name == "AimeshUnusualRequestVolume")
+    title, expr, _, _ = next(p for p in dashboard.panels(settings) if "baseline" in p[0])
+    window = f"[6h] offset {alerts.BASELINE_OFFSET}"
+    assert window in alert.expr
+    assert window in expr
+    assert "6h" in title
+
+
 def test_cert_manager_metrics_keep_the_certificate_labels() -> None:
     endpoint = monitoring.cert_manager_pod_monitor()["spec"]["podMetricsEndpoints"][0]
     assert endpoint["honorLabels"] is True
 
 
 def test_dashboard_is_a_labelled_configmap_with_valid_json() -> None:
-    configmap = dashboard.dashboard_configmap()
+    configmap = dashboard.dashboard_configmap(_settings())
     assert configmap["metadata"]["labels"][monitoring.DASHBOARD_LABEL] == "1"
     assert configmap["metadata"]["namespace"] == "aimesh-observability"
     (document,) = configmap["data"].values()
     model = json.loads(document)
     assert model["uid"] == dashboard.UID
     exprs = [t["expr"] for p in model["panels"] for t in p["targets"]]
-    assert exprs == [p[1] for p in dashboard.panels()]
+    assert exprs == [p[1] for p in dashboard.panels(_settings())]
     # what pages someone is what they see
     for series in (alerts.REQUESTS, alerts.RESPONSE_BYTES, alerts.ERROR_RATIO, alerts.LATENCY_P99):
         assert any(series in e for e in exprs), series
@@ -153,7 +206,7 @@ def test_monitoring_objects_match_the_prometheus_operator_crds() -> None:
     models = [{"name": "iris", "format": "sklearn", "storageUri": "gs://b/i"}]
     for manifest in observability.monitoring_resources(parse({"models": models})).values():
         assert schemas.validate(manifest) == [], manifest["kind"]
-    assert schemas.validate(dashboard.dashboard_configmap()) == []
+    assert schemas.validate(dashboard.dashboard_configmap(_settings())) == []
     assert schemas.validate(observability.namespace()) == []
 
 
