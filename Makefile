@@ -29,16 +29,35 @@ ensure: $(VENV)/.installed  ## create .venv and install the pinned dependencies
 prereqs:  ## check the tools `make up` needs and say how to get the missing ones
 	@$(PYTHON) tools/prereqs.py
 
-up: ensure prereqs  ## kind cluster + Istio + cert-manager + KServe + zero trust + demo models (stack $(STACK))
+# Shared by up/preview. The file backend's directory must exist (Pulumi does not create it:
+# "unable to open bucket"). The CLI runs a LOCAL policy pack from the virtualenv named in
+# PulumiPolicy.yaml (policy-pack/venv) but never creates or fills it, so it is prepared here.
+define stack_ready
+	@mkdir -p $(CURDIR)/.pulumi
+	@test policy-pack/venv/.installed -nt policy-pack/requirements.txt || { \
+	  $(PYTHON) -m venv policy-pack/venv \
+	  && policy-pack/venv/bin/python -m pip install --quiet --upgrade pip \
+	  && policy-pack/venv/bin/python -m pip install --quiet -r policy-pack/requirements.txt \
+	  && touch policy-pack/venv/.installed; }
 	pulumi stack select --create $(STACK)
-	pulumi up --stack $(STACK) --yes --policy-pack policy-pack \
+endef
+
+# prereqs first: a missing tool is reported before anything is installed.
+# --skip-preview: on a fresh machine the kind cluster does not exist yet, so the provider's
+# kubeconfig is unknown during a preview, and the engine refuses to construct Helm v4 Charts
+# with an unknown provider ("cannot construct components if the provider is configured with
+# unknown values"). Without the preview the update creates the cluster first, then the charts.
+up: prereqs ensure  ## kind cluster + Istio + cert-manager + KServe + zero trust + demo models (stack $(STACK))
+	$(stack_ready)
+	pulumi up --stack $(STACK) --yes --skip-preview --policy-pack policy-pack \
 		--policy-pack-config $(POLICY_PACK_CONFIG)
 
 down: prereqs  ## destroy the stack (the kind cluster goes with it)
 	pulumi destroy --stack $(STACK) --yes
 
-preview: ensure prereqs  ## pulumi preview with the policy pack, as CI runs it
-	pulumi stack select --create $(STACK)
+# On kind, a preview needs the cluster to exist (after a first `make up`), see `up`.
+preview: prereqs ensure  ## pulumi preview with the policy pack, as CI runs it
+	$(stack_ready)
 	pulumi preview --stack $(STACK) --policy-pack policy-pack \
 		--policy-pack-config $(POLICY_PACK_CONFIG)
 

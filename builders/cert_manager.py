@@ -16,8 +16,16 @@ CA_ISSUER = "aimesh-ca"
 ACME_ISSUER = "aimesh-acme"
 ACME_ACCOUNT_SECRET = "aimesh-acme-account-key"  # noqa: S105 - a Secret name, not a value
 # Istio serves Kubernetes Ingresses of this class through the ingress gateway; cert-manager's
-# HTTP-01 solver creates one per challenge.
+# HTTP-01 solver creates one per challenge. It must arrive as the `kubernetes.io/ingress.class`
+# annotation (cert-manager's `class` field), not as `spec.ingressClassName`: with
+# ingressControllerMode STRICT, istiod honours a class NAME only through an IngressClass object
+# (controller istio.io/ingress-controller), which no Istio chart creates, and silently ignores
+# the Ingress otherwise; the annotation is compared with meshConfig.ingressClass directly.
 ACME_INGRESS_CLASS = "istio"
+# The solver pods run in the Certificate's namespace, istio-ingress, which is injected and
+# enforces Pod Security `baseline`: an injected solver would carry istio-init (NET_ADMIN,
+# NET_RAW) and be rejected at admission, so no challenge could ever be answered.
+ACME_SOLVER_POD_LABELS = {"sidecar.istio.io/inject": "false"}
 
 # pulumi-kubernetes waits until this condition holds before dependents are created, so a
 # certificate requested from the issuer never races an issuer that is not Ready yet.
@@ -95,7 +103,16 @@ def issuer_chain(settings: Settings) -> list[dict[str, Any]]:
                         "email": settings.acme_email,
                         "privateKeySecretRef": {"name": ACME_ACCOUNT_SECRET},
                         "solvers": [
-                            {"http01": {"ingress": {"ingressClassName": ACME_INGRESS_CLASS}}}
+                            {
+                                "http01": {
+                                    "ingress": {
+                                        "class": ACME_INGRESS_CLASS,
+                                        "podTemplate": {
+                                            "metadata": {"labels": dict(ACME_SOLVER_POD_LABELS)}
+                                        },
+                                    }
+                                }
+                            }
                         ],
                     }
                 },

@@ -1,20 +1,31 @@
-"""Check the tools `make up` needs: pulumi, docker (with a daemon that answers), kind, kubectl.
+"""Check the tools `make up` needs: a Python that can build the virtualenv, pulumi, docker
+(with a daemon that answers), kind, kubectl.
 
-Runs before the virtualenv exists, so it uses the standard library only. Prints what is
-missing and how to install it; exits 1 if anything is missing.
+Runs before the virtualenv exists, with whatever `python3` the machine has (macOS ships 3.9),
+so it uses the standard library only and nothing that fails to import on an old Python: the
+version check must be able to speak. Prints what is missing and how to install it; exits 1 if
+anything is missing.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-Which = Callable[[str], str | None]
-Run = Callable[[Sequence[str]], int]
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import TypeAlias
+
+    Which: TypeAlias = Callable[[str], str | None]
+    Run: TypeAlias = Callable[[Sequence[str]], int]
+
+# pyproject.toml `requires-python`: the pinned dependencies and the program need it.
+MIN_PYTHON = (3, 11)
 
 
 @dataclass(frozen=True)
@@ -72,12 +83,49 @@ def _run_quietly(argv: Sequence[str]) -> int:
         return 1
 
 
+def _can_make_venv() -> bool:
+    # Debian/Ubuntu split `venv`'s pip bootstrap into the python3-venv package.
+    return importlib.util.find_spec("ensurepip") is not None
+
+
+def python_problems(
+    version: tuple[int, ...], can_make_venv: bool, system: str | None = None
+) -> list[str]:
+    """What is wrong with the Python that `make` builds .venv and policy-pack/venv with."""
+    system = system or platform.system()
+    found: list[str] = []
+    want = ".".join(map(str, MIN_PYTHON))
+    if tuple(version[:2]) < MIN_PYTHON:
+        how = (
+            f"brew install python@{want}"
+            if system == "Darwin"
+            else f"install python{want} and python{want}-venv with your package manager"
+        )
+        found.append(
+            f"python {'.'.join(map(str, version[:2]))} is too old: aimesh needs Python >= {want}."
+            f"\n    install: {how}\n    then:    make up PYTHON=python{want}"
+        )
+    elif not can_make_venv:
+        minor = ".".join(map(str, version[:2]))
+        found.append(
+            "python cannot create virtualenvs (the `ensurepip` module is missing).\n"
+            f"    install: sudo apt-get install python{minor}-venv"
+        )
+    return found
+
+
 def problems(
-    which: Which = shutil.which, run: Run = _run_quietly, system: str | None = None
+    which: Which = shutil.which,
+    run: Run = _run_quietly,
+    system: str | None = None,
+    version: tuple[int, ...] | None = None,
+    can_make_venv: Callable[[], bool] = _can_make_venv,
 ) -> list[str]:
     """One message per missing prerequisite, each saying how to get it ([] when all is well)."""
     system = system or platform.system()
-    found: list[str] = []
+    found = python_problems(
+        tuple(sys.version_info[:2]) if version is None else version, can_make_venv(), system
+    )
     for tool in TOOLS:
         if which(tool.name) is None:
             how = tool.macos if system == "Darwin" else tool.linux
@@ -102,7 +150,7 @@ def problems(
 def main() -> int:
     missing = problems()
     if not missing:
-        print("prerequisites: pulumi, docker (daemon up), kind, kubectl - all found")
+        print("prerequisites: python, pulumi, docker (daemon up), kind, kubectl - all found")
         return 0
     print(f"make up needs {len(missing)} more thing(s):\n", file=sys.stderr)
     for message in missing:

@@ -5,10 +5,13 @@ planes stay out of the mesh, and the outputs a user needs exist."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import settings
 from builders.common import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
@@ -173,3 +176,57 @@ def test_stack_gateway_address(stack: str) -> None:
         assert address == f"127.0.0.1:{config.kind_https_port}"
     elif config.cluster_mode == "render":
         assert address == ""
+
+
+# ---- the real path: `make up` / `make preview` -------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_recipe(target: str) -> tuple[list[str], str]:
+    """(prerequisites, recipe text with `$(name)` defines expanded) of a Makefile target."""
+    text = (ROOT / "Makefile").read_text()
+    defines = dict(re.findall(r"^define (\w+)\n(.*?)^endef$", text, flags=re.M | re.S))
+    match = re.search(rf"^{target}:([^#\n]*)(?:##[^\n]*)?\n((?:\t[^\n]*\n?)*)", text, flags=re.M)
+    assert match, f"no `{target}` target in the Makefile"
+    recipe = match.group(2)
+    for name, body in defines.items():
+        recipe = recipe.replace(f"$({name})", body)
+    return match.group(1).split(), recipe
+
+
+@pytest.mark.parametrize("stack", offline.stacks())
+def test_make_up_does_not_preview_charts_on_a_cluster_it_has_not_created(stack: str) -> None:
+    """On kind the provider's kubeconfig is the kind command's stdout, unknown in a preview
+    before the cluster exists, and the engine refuses to construct a Helm v4 Chart on such a
+    provider. `make up` must therefore go straight to the update."""
+    from tests.conftest import evaluated
+
+    evaluation = evaluated(stack)
+    charts = [r for r in evaluation.resources if r.type == "kubernetes:helm.sh/v4:Chart"]
+    if stack_settings(stack).cluster_mode != "kind" or not charts:
+        pytest.skip(f"{stack}: no v4 Chart on a cluster the program creates")
+    (kind,) = [r for r in evaluation.resources if r.type == "command:local:Command"]
+    (provider,) = [r for r in evaluation.resources if r.type == "pulumi:providers:kubernetes"]
+    assert kind.urn in provider.dependencies  # the kubeconfig comes from the kind command
+    _, recipe = make_recipe("up")
+    (up,) = [line for line in recipe.splitlines() if "pulumi up" in line]
+    assert "--skip-preview" in up
+
+
+@pytest.mark.parametrize("target", ["up", "preview"])
+def test_make_prepares_state_dir_and_policy_pack_venv(target: str) -> None:
+    prerequisites, recipe = make_recipe(target)
+    # prerequisites are checked (and missing tools named) before anything is installed
+    assert prerequisites[0] == "prereqs"
+    # the file backend opens an existing directory only
+    backend = re.search(r"PULUMI_BACKEND_URL \?= file://(\S+)", (ROOT / "Makefile").read_text())
+    assert backend
+    assert f"mkdir -p {backend.group(1)}" in recipe
+    # the CLI runs a local policy pack from the virtualenv PulumiPolicy.yaml names, never
+    # creating it: the recipe must create it and install the pack's requirements into it
+    pack = yaml.safe_load((ROOT / "policy-pack" / "PulumiPolicy.yaml").read_text())
+    venv = f"policy-pack/{pack['runtime']['options']['virtualenv']}"
+    assert f"-m venv {venv}" in recipe
+    assert f"{venv}/bin/python -m pip install --quiet -r policy-pack/requirements.txt" in recipe
+    assert recipe.index(f"-m venv {venv}") < recipe.index("--policy-pack policy-pack")

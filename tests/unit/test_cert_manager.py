@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 import settings
-from builders import cert_manager
+from builders import cert_manager, istio
 from tools import schemas
 
 ACME = {"issuerType": "acme", "acmeEmail": "ops@example.com"}
@@ -87,7 +87,15 @@ def test_acme_issuer() -> None:
     assert issuer["kind"] == "ClusterIssuer"
     assert acme["email"] == "ops@example.com"
     assert acme["server"] == "https://acme-v02.api.letsencrypt.org/directory"
-    assert acme["solvers"] == [{"http01": {"ingress": {"ingressClassName": "istio"}}}]
+    (solver,) = acme["solvers"]
+    ingress = solver["http01"]["ingress"]
+    # The class travels as the `kubernetes.io/ingress.class` annotation, which istiod (STRICT
+    # mode) compares with meshConfig.ingressClass; `ingressClassName` would need an IngressClass
+    # object nobody creates, and istiod would ignore the challenge Ingress.
+    assert ingress["class"] == istio.mesh_config(_settings(**ACME))["ingressClass"]
+    assert "ingressClassName" not in ingress
+    # Solver pods run in the injected, PSA-baseline istio-ingress namespace: never injected.
+    assert ingress["podTemplate"]["metadata"]["labels"] == {"sidecar.istio.io/inject": "false"}
 
 
 def test_existing_issuer_creates_nothing() -> None:

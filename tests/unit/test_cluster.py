@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,15 +130,17 @@ def _run(returncode: int) -> prereqs.Run:
 
 
 ALL = {"pulumi", "docker", "kind", "kubectl"}
+# A Python that can build the virtualenvs, whatever interpreter runs the tests.
+GOOD_PYTHON: dict[str, Any] = {"version": (3, 11), "can_make_venv": lambda: True}
 
 
 def test_prereqs_all_present() -> None:
-    assert prereqs.problems(_which(ALL), _run(0), "Linux") == []
+    assert prereqs.problems(_which(ALL), _run(0), "Linux", **GOOD_PYTHON) == []
 
 
 @pytest.mark.parametrize("missing", sorted(ALL))
 def test_prereqs_name_the_missing_tool_and_how_to_get_it(missing: str) -> None:
-    found = prereqs.problems(_which(ALL - {missing}), _run(0), "Linux")
+    found = prereqs.problems(_which(ALL - {missing}), _run(0), "Linux", **GOOD_PYTHON)
     assert len(found) == 1
     assert found[0].startswith(f"{missing} is not on PATH")
     assert "install:" in found[0]
@@ -144,12 +148,12 @@ def test_prereqs_name_the_missing_tool_and_how_to_get_it(missing: str) -> None:
 
 
 def test_prereqs_macos_hints_use_brew() -> None:
-    (message,) = prereqs.problems(_which(ALL - {"kind"}), _run(0), "Darwin")
+    (message,) = prereqs.problems(_which(ALL - {"kind"}), _run(0), "Darwin", **GOOD_PYTHON)
     assert "brew install kind" in message
 
 
 def test_prereqs_docker_daemon_must_answer() -> None:
-    (message,) = prereqs.problems(_which(ALL), _run(1), "Linux")
+    (message,) = prereqs.problems(_which(ALL), _run(1), "Linux", **GOOD_PYTHON)
     assert "daemon does not answer" in message
     assert "systemctl start docker" in message
 
@@ -159,3 +163,45 @@ def test_prereqs_main_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
     assert prereqs.main() == 1
     monkeypatch.setattr(prereqs, "problems", list)
     assert prereqs.main() == 0
+
+
+@pytest.mark.parametrize(
+    ("version", "system", "hint"),
+    [((3, 9), "Darwin", "brew install python@3.11"), ((3, 10), "Linux", "python3.11-venv")],
+)
+def test_prereqs_python_too_old_is_named_first(
+    version: tuple[int, int], system: str, hint: str
+) -> None:
+    """macOS ships python3 3.9: `make up` must say so before trying to build .venv with it."""
+    found = prereqs.problems(_which(ALL), _run(0), system, version=version)
+    (message,) = found
+    assert message.startswith(f"python {version[0]}.{version[1]} is too old")
+    assert hint in message
+    assert "make up PYTHON=python3.11" in message
+
+
+def test_prereqs_python_without_venv_support() -> None:
+    (message,) = prereqs.problems(
+        _which(ALL), _run(0), "Linux", version=(3, 12), can_make_venv=lambda: False
+    )
+    assert "cannot create virtualenvs" in message
+    assert "python3.12-venv" in message
+
+
+def test_prereqs_python_minimum_matches_pyproject() -> None:
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert f'requires-python = ">={prereqs.MIN_PYTHON[0]}.{prereqs.MIN_PYTHON[1]}"' in text
+
+
+def test_prereqs_script_imports_without_new_syntax_at_runtime() -> None:
+    """The checker must run on the old Python it is meant to reject: no module-level use of
+    `X | Y` types or subscripted ABCs, which raise on import before 3.10/3.9."""
+    source = Path(prereqs.__file__).read_text()
+    ast.parse(source, feature_version=(3, 8))
+    module_level = [
+        node
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        and any(isinstance(n, ast.BinOp | ast.Subscript) for n in ast.walk(node))
+    ]
+    assert module_level == []
