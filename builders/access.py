@@ -11,12 +11,12 @@ those of the KServe v1 protocol and of the Open Inference (v2) protocol, with th
 name in them: a grant on model A never names a path of model B.
 
 Istio matches `paths` exactly, by prefix (`/x/*`), by suffix (`*/x`), and (Istio >= 1.22) with
-`{*}` standing for exactly one path segment. The mesh's default path normalization (`BASE`)
-resolves `.` and `..` segments before matching, so `/v1/models/a/../b` cannot sneak past a rule
-written for model `a`; it does NOT merge `//` or decode `%2F`, and matching is case-sensitive.
-That is why every grant below is an exact path or a one-segment template: a variant spelled with
-`//`, `%2F`, another case or a trailing slash matches no ALLOW and is denied, so the DENY of
-operator paths (`admin_paths`) is a second line, never the only one.
+`{*}` standing for exactly one path segment. The mesh normalizes paths before authorization
+with `DECODE_AND_MERGE_SLASHES` (builders/istio.py): `.`/`..` resolved, `%2F`/`%5C` decoded,
+`//` merged, so `/v1/models/a/../b` or `//v2/repository/index` are judged as what they are.
+Matching stays case-sensitive. Every grant below is also an exact path or a one-segment
+template: a variant spelled in another case or with a trailing slash matches no ALLOW and is
+denied, so the DENY of operator paths (`admin_paths`) is a second line, never the only one.
 """
 
 from __future__ import annotations

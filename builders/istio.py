@@ -27,7 +27,8 @@ def base_values(settings: Settings) -> dict[str, Any]:
 def mesh_config(settings: Settings) -> dict[str, Any]:
     """The hardened MeshConfig: egress from config (REGISTRY_ONLY by default), JSON access logs
     on stdout (the audit trail the Observability layer ships), the configured trust domain,
-    auto mTLS on, and apps that start only once their sidecar is ready (no plaintext window)."""
+    auto mTLS on, apps that start only once their sidecar is ready (no plaintext window), and
+    the strictest path normalization before authorization."""
     return {
         "trustDomain": settings.trust_domain,
         "enableAutoMtls": True,
@@ -36,6 +37,9 @@ def mesh_config(settings: Settings) -> dict[str, Any]:
         "accessLogEncoding": "JSON",
         "defaultConfig": {"holdApplicationUntilProxyStarts": True},
         "enablePrometheusMerge": True,
+        # Normalize paths before authorization: decode %2F/%5C, merge `//`, resolve `.`/`..`, so
+        # a path-based DENY (the operator endpoints) cannot be dodged by another spelling.
+        "pathNormalization": {"normalization": "DECODE_AND_MERGE_SLASHES"},
         # Only Ingresses that ask for class `istio` are served, on aimesh's gateway.
         "ingressControllerMode": "STRICT",
         "ingressClass": "istio",

@@ -27,6 +27,7 @@ def resources_values(settings: Settings) -> dict[str, Any]:
     - URLs reported in InferenceService status match aimesh's: `https://<name>.<gatewayDomain>`.
     - Model pods do not automount a Kubernetes API token (a model server has no use for the
       API; the Istio sidecar gets its own projected token).
+    - Model-server metrics are exposed for Prometheus through the sidecar's merged endpoint.
     """
     return {
         "kserve": {
@@ -48,6 +49,10 @@ def resources_values(settings: Settings) -> dict[str, Any]:
                 },
             },
             "security": {"autoMountServiceAccountToken": False},
+            # Predictor pods get prometheus.io annotations, so the sidecar's merged :15020
+            # endpoint (what Prometheus scrapes under STRICT mTLS) carries the model server's
+            # own metrics too.
+            "metricsaggregator": {"enablePrometheusScraping": "true"},
         }
     }
 

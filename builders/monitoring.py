@@ -165,8 +165,8 @@ def helm_values(settings: Settings) -> dict[str, Any]:
 def sidecar_pod_monitor() -> dict[str, Any]:
     """Every injected pod (models, callers, the ingress gateway, the collector): the merged
     metrics endpoint :15020/stats/prometheus (Istio standard metrics, Envoy stats, and the
-    application's own metrics when the pod carries prometheus.io annotations: the collector;
-    KServe predictors only once KServe's `enablePrometheusScraping` is on)."""
+    application's own metrics when the pod carries prometheus.io annotations: the collector and
+    the KServe predictors, see builders/kserve.py)."""
     return {
         "apiVersion": MONITORING_API,
         "kind": "PodMonitor",

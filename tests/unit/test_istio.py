@@ -25,6 +25,7 @@ def test_mesh_config_is_hardened_by_default() -> None:
     assert mesh["enableAutoMtls"] is True
     assert mesh["defaultConfig"]["holdApplicationUntilProxyStarts"] is True
     assert mesh["trustDomain"] == "cluster.local"
+    assert mesh["pathNormalization"] == {"normalization": "DECODE_AND_MERGE_SLASHES"}
 
 
 def test_mesh_config_follows_config() -> None:

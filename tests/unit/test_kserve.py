@@ -43,6 +43,12 @@ def test_model_pods_get_no_api_token() -> None:
     assert values["kserve"]["security"]["autoMountServiceAccountToken"] is False
 
 
+def test_model_server_metrics_reach_the_merged_scrape_endpoint() -> None:
+    values = kserve.resources_values(_settings())["kserve"]
+    # A string: the chart templates it into a ConfigMap as text ('false' upstream).
+    assert values["metricsaggregator"] == {"enablePrometheusScraping": "true"}
+
+
 def test_runtimes_on_llm_configs_off() -> None:
     values = kserve.runtime_values(_settings())["kserve"]
     assert values["servingruntime"]["enabled"] is True

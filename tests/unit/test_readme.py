@@ -41,4 +41,3 @@ def test_make_targets_named_in_readme_exist() -> None:
     for target in ("up", "down", "test", "check", "preview", "lint", "format", "docs", "bench"):
         if f"make {target}" in README:
             assert f"\n{target}:" in makefile, f"README names make {target}"
-
