@@ -29,8 +29,12 @@ OTEL_COLLECTOR_REPO = "https://open-telemetry.github.io/opentelemetry-helm-chart
 # The contrib distribution carries the Splunk HEC and syslog exporters.
 OTEL_COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib"
 
-# kind's node image for Kubernetes v1.35.x (the version the core-object schemas are checked at).
-KIND_NODE_IMAGE = "kindest/node:v1.35.0"
+# kind's node image for Kubernetes v1.35.x (the version the core-object schemas are checked at),
+# pinned by digest as kind's release notes ask: node images are built for a kind release
+# (v0.31+), and a tag alone may resolve to an image built for another one.
+KIND_NODE_IMAGE = (
+    "kindest/node:v1.35.0@sha256:452d707d4862f52530247495d180205e029056831160e22870e37e3f6c1ac31f"
+)
 KUBERNETES_SCHEMA_VERSION = "1.35.0"
 
 # The image batch-window CronJobs patch their AuthorizationPolicy with (kubectl as entrypoint,

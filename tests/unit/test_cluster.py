@@ -28,6 +28,7 @@ def test_kind_config_pins_node_image_and_maps_gateway_node_ports() -> None:
     (node,) = config["nodes"]
     assert node["image"] == versions.KIND_NODE_IMAGE
     assert node["image"].startswith("kindest/node:v1.35.")
+    assert "@sha256:" in node["image"], "pin the node image by digest (kind release notes)"
     mappings = {m["containerPort"]: m["hostPort"] for m in node["extraPortMappings"]}
     assert mappings == {30080: 9080, 30443: 9443}
 
