@@ -738,32 +738,12 @@ def rate_limit_filter(model: ModelSettings, rows: list[access.AccessRow]) -> dic
         "spec": {
             "workloadSelector": {"labels": workload_selector(model)},
             "configPatches": [
-                {
-                    # The filter itself, after authentication/authorization (so denied
-                    # requests do not drain a caller's bucket and JWT metadata exists).
-                    "applyTo": "HTTP_FILTER",
-                    "match": {
-                        "context": "SIDECAR_INBOUND",
-                        "listener": {
-                            "filterChain": {
-                                "filter": {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "subFilter": {"name": "envoy.filters.http.router"},
-                                }
-                            }
-                        },
-                    },
-                    "patch": {
-                        "operation": "INSERT_BEFORE",
-                        "value": {
-                            "name": "envoy.filters.http.local_ratelimit",
-                            "typed_config": {
-                                "@type": filter_type,
-                                "stat_prefix": "aimesh_model_rate_limit",
-                            },
-                        },
-                    },
-                },
+                # The filter itself, after authentication/authorization (so denied requests
+                # do not drain a caller's bucket and JWT metadata exists).
+                _inbound_http_filter_before_router(
+                    "envoy.filters.http.local_ratelimit",
+                    {"@type": filter_type, "stat_prefix": "aimesh_model_rate_limit"},
+                ),
                 {
                     # The buckets and descriptors, on every inbound route of the model.
                     "applyTo": "HTTP_ROUTE",
@@ -774,6 +754,30 @@ def rate_limit_filter(model: ModelSettings, rows: list[access.AccessRow]) -> dic
                     "patch": {"operation": "MERGE", "value": route_patch},
                 },
             ],
+        },
+    }
+
+
+def _inbound_http_filter_before_router(name: str, typed_config: dict[str, Any]) -> dict[str, Any]:
+    """An EnvoyFilter patch adding HTTP filter `name` to the model's inbound sidecar listener,
+    right before the router: after Istio's authentication and authorization filters, so
+    denied requests never reach it and the validated JWT's metadata is there."""
+    return {
+        "applyTo": "HTTP_FILTER",
+        "match": {
+            "context": "SIDECAR_INBOUND",
+            "listener": {
+                "filterChain": {
+                    "filter": {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "subFilter": {"name": "envoy.filters.http.router"},
+                    }
+                }
+            },
+        },
+        "patch": {
+            "operation": "INSERT_BEFORE",
+            "value": {"name": name, "typed_config": typed_config},
         },
     }
 
@@ -797,30 +801,13 @@ def masking_filter(settings: Settings, model: ModelSettings) -> dict[str, Any] |
         "spec": {
             "workloadSelector": {"labels": workload_selector(model)},
             "configPatches": [
-                {
-                    "applyTo": "HTTP_FILTER",
-                    "match": {
-                        "context": "SIDECAR_INBOUND",
-                        "listener": {
-                            "filterChain": {
-                                "filter": {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "subFilter": {"name": "envoy.filters.http.router"},
-                                }
-                            }
-                        },
+                _inbound_http_filter_before_router(
+                    "envoy.filters.http.lua",
+                    {
+                        "@type": LUA_FILTER_TYPE,
+                        "default_source_code": {"inline_string": lua_source()},
                     },
-                    "patch": {
-                        "operation": "INSERT_BEFORE",
-                        "value": {
-                            "name": "envoy.filters.http.lua",
-                            "typed_config": {
-                                "@type": LUA_FILTER_TYPE,
-                                "default_source_code": {"inline_string": lua_source()},
-                            },
-                        },
-                    },
-                }
+                )
             ],
         },
     }
