@@ -29,6 +29,7 @@ from aimesh_policies.objects import (
     SENTINEL_UNKNOWN_STRING,
     UNKNOWN,
     K8sObject,
+    normalized,
     quick_group_kinds,
     to_objects,
 )
@@ -109,7 +110,8 @@ def objects_of(
         quick = quick_group_kinds(resource_type, props)
         if quick is not None and not quick & policy.kinds:
             return []
-    return [o for o in to_objects(resource_type, props, urn, name) if policy.applies_to(o)]
+    # Normalized once per resource content, shared by every policy that judges it.
+    return [o for o in normalized(resource_type, props, urn, name) if policy.applies_to(o)]
 
 
 def _resource_policy(policy: Policy) -> Any:
@@ -119,7 +121,7 @@ def _resource_policy(policy: Policy) -> Any:
         objs = objects_of(args.resource_type, args.props, args.urn, args.name, policy)
         if not objs:
             return
-        ctx = Context.from_config(args.get_config())
+        ctx = Context.for_config(args.get_config())
         for obj in objs:
             for found in evaluate(policy, obj, ctx):
                 report_violation(found.message, args.urn or None)
@@ -130,7 +132,7 @@ def _resource_policy(policy: Policy) -> Any:
 
         def remediate(args: Any) -> Mapping[str, Any] | None:
             objs = objects_of(args.resource_type, args.props, args.urn, args.name, policy)
-            ctx = Context.from_config(args.get_config())
+            ctx = Context.for_config(args.get_config())
             for obj in objs:
                 # Only a plain resource can be rewritten (not chart values), and only when the
                 # rule actually fires on it.
@@ -158,7 +160,7 @@ def _stack_policy(policy: Policy) -> Any:
     import pulumi_policy
 
     def validate(args: Any, report_violation: Any) -> None:
-        ctx = Context.from_config(args.get_config())
+        ctx = Context.for_config(args.get_config())
         objs: list[K8sObject] = []
         for resource in args.resources:
             objs.extend(

@@ -21,8 +21,8 @@ from aimesh_policies.framework import Context, Finding, Level, Policy, Severity,
 from aimesh_policies.meshlib import (
     AUTHORIZATION_POLICY,
     REQUEST_AUTHENTICATION,
+    ByNamespace,
     action,
-    is_mesh_wide,
     namespace_of,
     of_kind,
     operations,
@@ -40,13 +40,17 @@ from aimesh_policies.objects import (
 
 
 def _covers(policy: K8sObject, ra: K8sObject, ctx: Context) -> bool:
-    """Whether `policy` applies to every workload `ra` applies to."""
-    if namespace_of(policy) != namespace_of(ra) and not is_mesh_wide(policy, ctx):
+    """Whether `policy` applies to every workload `ra` applies to. A root-namespace policy
+    reaches every namespace (by its selector, or all of it without one)."""
+    same = namespace_of(policy) == namespace_of(ra)
+    if not same and namespace_of(policy) != ctx.mesh_root_namespace:
         return False
     policy_refs, ra_refs = set(target_refs(policy)), set(target_refs(ra))
     policy_labels, ra_labels = selector_labels(policy), selector_labels(ra)
     if not policy_refs and policy_labels is None:
         return True  # namespace-wide (or mesh-wide)
+    if not same and (policy_refs or ra_refs):
+        return False  # targetRefs name objects of the policy's own namespace
     if ra_refs:
         return bool(policy_refs) and ra_refs <= policy_refs
     if policy_refs or ra_labels is None:
@@ -57,11 +61,16 @@ def _covers(policy: K8sObject, ra: K8sObject, ctx: Context) -> bool:
 
 
 def _overlaps(policy: K8sObject, ra: K8sObject, ctx: Context) -> bool:
-    """Whether `policy` may apply to some workload of `ra` (no conflicting label)."""
-    if namespace_of(policy) != namespace_of(ra) and not is_mesh_wide(policy, ctx):
+    """Whether `policy` may apply to some workload of `ra` (no conflicting label). Either one
+    in the root namespace reaches the other's namespace."""
+    same = namespace_of(policy) == namespace_of(ra)
+    root = ctx.mesh_root_namespace
+    if not same and root not in (namespace_of(policy), namespace_of(ra)):
         return False
     if target_refs(policy) or target_refs(ra):
-        return set(target_refs(policy)) == set(target_refs(ra)) or _covers(policy, ra, ctx)
+        return (same and set(target_refs(policy)) == set(target_refs(ra))) or _covers(
+            policy, ra, ctx
+        )
     policy_labels, ra_labels = selector_labels(policy) or {}, selector_labels(ra) or {}
     return all(ra_labels.get(k, v) == v for k, v in policy_labels.items())
 
@@ -83,11 +92,16 @@ def _denies_anonymous(rule: Mapping[str, Any], anonymous: frozenset[str]) -> boo
 
 
 def _token_optional(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
-    policies = of_kind(objs, AUTHORIZATION_POLICY)
+    index = ByNamespace(of_kind(objs, AUTHORIZATION_POLICY), ctx)
     anonymous = anonymous_paths(ctx)
     for ra in of_kind(objs, REQUEST_AUTHENTICATION):
         if not maps(ra.spec.get("jwtRules")):
             continue
+        # Only policies of the RA's namespace or the root namespace can cover or overlap it;
+        # a root-namespace RA reaches every namespace, so every policy may overlap it.
+        namespace = namespace_of(ra)
+        root = namespace == ctx.mesh_root_namespace
+        policies = index.every() if root else index.reaching(namespace)
         deny = any(
             action(p) == "DENY"
             and _covers(p, ra, ctx)

@@ -26,6 +26,7 @@ from aimesh_policies.meshlib import (
     INFERENCE_SERVICE,
     LLM_INFERENCE_SERVICE,
     NAMESPACE,
+    ByNamespace,
     action,
     applies_to_pods,
     is_mesh_wide,
@@ -394,13 +395,18 @@ def names_principals(rule: Mapping[str, Any]) -> bool:
 
 
 def _isvc_uncovered(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
-    allows = [
-        p
-        for p in of_kind(objs, AUTHORIZATION_POLICY)
-        if _is_allow(p) and any(names_principals(r) for _, r in rules(p))
-    ]
+    index = ByNamespace(
+        (
+            p
+            for p in of_kind(objs, AUTHORIZATION_POLICY)
+            if _is_allow(p) and any(names_principals(r) for _, r in rules(p))
+        ),
+        ctx,
+    )
     for isvc in of_kind(objs, INFERENCE_SERVICE):
         namespace = namespace_of(isvc)
+        # Only policies of its namespace or the root namespace can select its pods.
+        allows = index.reaching(namespace)
         for component in isvc_components(isvc):
             labels = isvc_pod_labels(isvc, component)
             covered = any(

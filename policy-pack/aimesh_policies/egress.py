@@ -20,6 +20,7 @@ from aimesh_policies.framework import (
     Severity,
     as_manifest,
     finding,
+    show,
     unknown_finding,
 )
 from aimesh_policies.guards import unknown_at
@@ -258,8 +259,8 @@ def _address_less_tcp(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
             yield finding(
                 obj,
                 f"spec.ports[{i}].protocol",
-                f"port {port.get('number')} ({protocol}) with resolution NONE and no addresses "
-                "matches traffic to ANY IP on that port",
+                f"port {show(port.get('number'))} ({protocol}) with resolution NONE and no "
+                "addresses matches traffic to ANY IP on that port",
                 "add spec.addresses (exact IPs/CIDRs) or use resolution DNS with exact hosts",
             )
 
@@ -313,6 +314,15 @@ def _open_network_policies(objs: Sequence[K8sObject], ctx: Context) -> Iterable[
             for at, rule in _rules(policy, direction):
                 if rule.get(peers_key) is UNKNOWN or rule.get("ports") is UNKNOWN:
                     yield unknown_finding(policy, at)
+                    continue
+                if not as_list(rule.get("ports")) and any(
+                    peer is UNKNOWN
+                    or as_map(peer).get("ipBlock") is UNKNOWN
+                    or as_map(as_map(peer).get("ipBlock")).get("cidr") is UNKNOWN
+                    for peer in as_list(rule.get(peers_key))
+                ):
+                    # An unknown peer on every port may be 0.0.0.0/0.
+                    yield unknown_finding(policy, f"{at}.{peers_key}")
                     continue
                 why = _open_rule(rule, peers_key)
                 if why:

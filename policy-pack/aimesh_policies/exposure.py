@@ -20,6 +20,7 @@ from aimesh_policies.framework import (
     Severity,
     as_manifest,
     finding,
+    show,
     unknown_finding,
 )
 from aimesh_policies.guards import unknown_at
@@ -88,16 +89,23 @@ def _why_model(
     ctx: Context,
     namespaces: set[str],
     model_pods: Mapping[str, list[dict[str, str]]],
+    unknown_keys: Sequence[str] = (),
 ) -> str | None:
-    """Why the Service's selector reaches model pods, or None when it does not."""
+    """Why the Service's selector reaches model pods, or None when it does not. A selector key
+    whose value is unknown until apply may match any value of that label."""
     for key in ctx.model_workload_labels:
-        if key in selector:
+        if key in selector or key in unknown_keys:
             return f"its selector names the model label {key}"
     namespace = namespace_of(service)
     if namespace in namespaces:
         return f"it is in the model namespace {namespace}"
     for labels in model_pods.get(namespace, ()):
-        if selector and all(labels.get(k) == v for k, v in selector.items()):
+        if (selector or unknown_keys) and (
+            all(labels.get(k) == v for k, v in selector.items())
+            and all(k in labels for k in unknown_keys)
+        ):
+            if unknown_keys:
+                return "its selector may match a model workload's pods (values unknown)"
             return "its selector matches a model workload's pods"
     return None
 
@@ -107,7 +115,8 @@ def _exposure(service: K8sObject) -> tuple[bool, bool]:
     type_ = service.spec.get("type")
     external_ips = service.spec.get("externalIPs")
     by_type = type_ is UNKNOWN or as_str(type_) in EXTERNAL_SERVICE_TYPES
-    listed = any(isinstance(ip, str) for ip in as_list(external_ips))
+    # An entry unknown until apply is still an external IP.
+    listed = any(isinstance(ip, str) or ip is UNKNOWN for ip in as_list(external_ips))
     return by_type, external_ips is UNKNOWN or listed
 
 
@@ -119,23 +128,32 @@ def _service_exposure(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Findi
         for s in objs
         if s.group_kind == SERVICE
         and namespace_of(s) not in ctx.gateway_namespaces
-        and any(_exposure(s))
+        and (any(_exposure(s)) or s.get("spec") is UNKNOWN)
     ]
     if not exposed:
         return
     namespaces = model_namespaces(objs, ctx)
     model_pods = _model_pod_labels(objs, ctx)
     for service in exposed:
+        if service.get("spec") is UNKNOWN:
+            yield unknown_finding(service, "spec")
+            continue
         raw_selector = service.spec.get("selector")
         if raw_selector is UNKNOWN:
             yield unknown_finding(service, "spec.selector")
             continue
         selector = str_map(raw_selector)
-        if not selector:
+        unknown_keys = [
+            k for k, v in as_map(raw_selector).items() if isinstance(k, str) and v is UNKNOWN
+        ]
+        if not selector and not unknown_keys:
             # No selector: endpoints are managed by hand (or there are none); nothing selected.
             continue
-        why = _why_model(service, selector, ctx, namespaces, model_pods)
+        why = _why_model(service, selector, ctx, namespaces, model_pods, unknown_keys)
         if why is None:
+            if service.get("metadata") is UNKNOWN or service.get("metadata.namespace") is UNKNOWN:
+                # Whether it sits in a model namespace cannot be told yet.
+                yield unknown_finding(service, "metadata.namespace")
             continue
         by_type, by_ips = _exposure(service)
         type_ = service.spec.get("type")
@@ -175,7 +193,7 @@ def _label(server: Mapping[str, Any]) -> str:
     port = as_map(server.get("port"))
     name = as_str(port.get("name"))
     number = port.get("number")
-    bits = [f"'{name}'" if name else "", f"port {number}" if number is not None else ""]
+    bits = [f"'{name}'" if name else "", f"port {show(number)}" if number is not None else ""]
     return " ".join(b for b in bits if b) or "server"
 
 

@@ -17,12 +17,15 @@ object pass (the check still runs on what is known).
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final
 
 from aimesh_policies.objects import (
+    UNKNOWN,
     GroupKind,
     K8sObject,
     as_int,
@@ -31,6 +34,7 @@ from aimesh_policies.objects import (
     as_str,
     str_list,
     str_map,
+    unproxied,
 )
 
 
@@ -54,6 +58,23 @@ class Finding:
 
     message: str
     urn: str = ""
+
+
+def show(value: Any) -> str:
+    """A value as a message shows it. Numbers cross the analyzer protocol as doubles (protobuf
+    Struct), so a port written `80` arrives as `80.0`: integral numbers are shown as integers.
+    Lists are shown element by element, unknowns as `<unknown>`, booleans as YAML spells them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if value is None:
+        return "<unset>"
+    if value is UNKNOWN:
+        return "<unknown>"
+    return str(value)
 
 
 def finding(obj: K8sObject, path: str, problem: str, fix: str) -> Finding:
@@ -210,6 +231,26 @@ class Context:
             raw=dict(raw),
         )
 
+    @classmethod
+    def for_config(cls, config: Mapping[str, Any] | object) -> Context:
+        """`from_config`, parsed once per distinct config: the SDK hands every call a fresh copy
+        of the same policy config. Keyed on the config's full JSON content (so a changed config
+        - a new Configure - is a new key); uncacheable configs are parsed each time."""
+        try:
+            key = json.dumps(config, sort_keys=True, separators=(",", ":"), default=unproxied)
+        except (TypeError, ValueError, RecursionError):
+            return cls.from_config(config)
+        with _CONTEXTS_LOCK:
+            hit = _CONTEXTS.get(key)
+        if hit is not None:
+            return hit
+        ctx = cls.from_config(config)
+        with _CONTEXTS_LOCK:
+            if len(_CONTEXTS) >= 256:  # a handful of distinct configs in practice
+                _CONTEXTS.clear()
+            _CONTEXTS[key] = ctx
+        return ctx
+
     def is_exempt(self, obj: K8sObject) -> bool:
         if obj.namespace and obj.namespace in self.exempt_namespaces:
             return True
@@ -238,6 +279,10 @@ class Context:
             key in labels and (want == "*" or labels[key] == want)
             for key, want in self.model_namespace_labels.items()
         )
+
+
+_CONTEXTS: dict[str, Context] = {}
+_CONTEXTS_LOCK = threading.Lock()
 
 
 # --- policies ------------------------------------------------------------------------------------
@@ -364,5 +409,6 @@ __all__ = [
     "evaluate_all",
     "evaluate_stack",
     "finding",
+    "show",
     "unknown_finding",
 ]

@@ -19,6 +19,7 @@ from aimesh_policies.framework import (
     Policy,
     Severity,
     finding,
+    show,
     unknown_finding,
 )
 from aimesh_policies.meshlib import NAMESPACE, namespace_of
@@ -133,6 +134,16 @@ def _opt_out(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
                 "authorization, no telemetry)",
                 f'remove {INJECT}: "false" (or exempt the workload in exemptWorkloads)',
             )
+        dataplane = pod.labels.get(DATAPLANE_LABEL)
+        if dataplane is not None and dataplane.strip().lower() == "none":
+            # Ambient mode's per-pod opt-out: ztunnel stops capturing the pod's traffic.
+            yield finding(
+                obj,
+                f"{_owner(obj, pod.meta_path, 'labels', DATAPLANE_LABEL)}.labels.{DATAPLANE_LABEL}",
+                "opts out of the ambient mesh: the pod's traffic bypasses ztunnel (no mTLS, "
+                "no authorization, no telemetry)",
+                f"remove {DATAPLANE_LABEL}: none (or exempt the workload in exemptWorkloads)",
+            )
 
 
 def _owner(obj: K8sObject, meta_path: str, kind: str, key: str) -> str:
@@ -146,7 +157,7 @@ def _owner(obj: K8sObject, meta_path: str, kind: str, key: str) -> str:
 
 
 def _decides(key: str) -> bool:
-    return key in (INJECT, INTERCEPTION) or key.startswith(CAPTURE)
+    return key in (INJECT, INTERCEPTION, DATAPLANE_LABEL) or key.startswith(CAPTURE)
 
 
 def pod_meta_unknowns(obj: K8sObject) -> list[str]:
@@ -262,7 +273,10 @@ def _capture_values(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
     settings: dict[str, str] = {}
     names: dict[str, str] = {}
     for values_key, short in _VALUES_KEYS.items():
-        value = as_str(proxy.get(values_key))
+        raw = proxy.get(values_key)
+        # A single port is often written as a YAML number (it crosses the protocol as a double).
+        value = show(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
+        value = as_str(raw) if value is None else value
         if value is not None:
             settings[short] = value
             names[short] = values_key
@@ -294,14 +308,15 @@ POLICIES: Final = (
     ),
     Policy(
         name="istio-workload-forbid-injection-opt-out",
-        description="No workload opts out of sidecar injection.",
+        description="No workload opts out of sidecar injection (or of the ambient mesh).",
         severity=Severity.HIGH,
         level=Level.MANDATORY,
-        remediation='Remove sidecar.istio.io/inject: "false" from the pod template (or the '
-        "InferenceService / its component); exempt a workload in exemptWorkloads if it truly "
-        "cannot run in the mesh.",
-        catches='sidecar.istio.io/inject: "false" as a label or annotation (the label winning) '
-        "on Pods, every workload pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, "
+        remediation='Remove sidecar.istio.io/inject: "false" (or istio.io/dataplane-mode: none) '
+        "from the pod template (or the InferenceService / its component); exempt a workload in "
+        "exemptWorkloads if it truly cannot run in the mesh.",
+        catches='sidecar.istio.io/inject: "false" as a label or annotation (the label winning), '
+        "and the ambient opt-out label istio.io/dataplane-mode: none, on Pods, every workload "
+        "pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, "
         "ReplicationController, Job, CronJob, PodTemplate, Argo Rollout), InferenceServices "
         "(metadata and predictor/transformer/explainer labels and annotations), "
         "LLMInferenceServices and (Cluster)ServingRuntimes.",

@@ -63,13 +63,24 @@ def scope(obj: K8sObject, ctx: Context) -> str:
 def applies_to_pods(
     obj: K8sObject, ctx: Context, namespace: str, labels: Mapping[str, str]
 ) -> bool:
-    """Whether a selector-based Istio policy applies to pods with `labels` in `namespace`
-    (targetRef policies attach to gateways/services, not to pods by label: False)."""
+    """Whether a selector-based AuthorizationPolicy / RequestAuthentication applies to pods with
+    `labels` in `namespace` (targetRef policies attach to gateways/services, not to pods by
+    label: False). Not for PeerAuthentication, whose selectors are ignored in the root
+    namespace."""
     if target_refs(obj):
         return False
-    if namespace_of(obj) != namespace and not is_mesh_wide(obj, ctx):
+    if not reaches_namespace(obj, ctx, namespace):
         return False
     return selects(selector_labels(obj), labels)
+
+
+def reaches_namespace(obj: K8sObject, ctx: Context, namespace: str) -> bool:
+    """Whether an AuthorizationPolicy / RequestAuthentication may select workloads of
+    `namespace`: those of its own namespace, and - from the root namespace - those of EVERY
+    namespace. Istio matches a root-namespace policy's selector against the workloads of all
+    namespaces (istiod lists the root namespace's policies for every proxy), with or without a
+    selector; only PeerAuthentication ignores selectors in the root namespace."""
+    return namespace_of(obj) in (namespace, ctx.mesh_root_namespace)
 
 
 def selects(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
@@ -162,3 +173,29 @@ def model_namespaces(objs: Iterable[K8sObject], ctx: Context) -> set[str]:
 
 def of_kind(objs: Sequence[K8sObject], *kinds: tuple[str, str]) -> list[K8sObject]:
     return [o for o in objs if o.group_kind in kinds]
+
+
+class ByNamespace:
+    """AuthorizationPolicies indexed by namespace, so a stack rule that pairs every
+    workload-side object with the policies reaching it is linear, not quadratic.
+
+    `reaching(ns)` is every policy that may select workloads of `ns` (see `reaches_namespace`):
+    those of `ns` and every policy of the root namespace. A superset filter: each pairing check
+    still applies its own test."""
+
+    def __init__(self, policies: Iterable[K8sObject], ctx: Context) -> None:
+        self._root = ctx.mesh_root_namespace
+        self._all = list(policies)
+        self._local: dict[str, list[K8sObject]] = {}
+        for policy in self._all:
+            self._local.setdefault(namespace_of(policy), []).append(policy)
+
+    def reaching(self, namespace: str) -> list[K8sObject]:
+        local = self._local.get(namespace, [])
+        if namespace == self._root:
+            return local
+        return [*local, *self._local.get(self._root, [])]
+
+    def every(self) -> list[K8sObject]:
+        """Every policy (what may share workloads with a root-namespace object)."""
+        return self._all

@@ -22,6 +22,7 @@ from aimesh_policies.framework import (
     Severity,
     as_manifest,
     finding,
+    show,
 )
 from aimesh_policies.meshlib import (
     DESTINATION_RULE,
@@ -86,8 +87,8 @@ def _peer_auth_findings(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
         yield finding(
             obj,
             f"spec.portLevelMtls.{port}.mode",
-            f"port {port} accepts plaintext (mode {port_mode})",
-            f"set it to STRICT or remove port {port} from portLevelMtls (or exempt the port "
+            f"port {show(port)} accepts plaintext (mode {port_mode})",
+            f"set it to STRICT or remove port {show(port)} from portLevelMtls (or exempt the port "
             "in the policy config: exemptPorts)",
         )
 

@@ -25,6 +25,9 @@ never an exception.
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -439,6 +442,60 @@ def to_objects(
     return _from_manifest(body, group, version, kind, urn, resource_type, name, patch=patch)
 
 
+# --- one normalization per resource content ----------------------------------------------------
+
+# The SDK hands every policy its own freshly decoded copy of a resource's properties, so the pack
+# would normalize the same resource once per policy that judges it. `normalized` keys a small
+# cache on the resource's full CONTENT (its type, URN, name and properties serialized to JSON,
+# which tells true from 1.0 and "1" from 1): a hit returns what `to_objects` returns for exactly
+# that input, so nothing can leak between requests - a resource whose properties changed
+# (e.g. by remediation) is a different key. Anything JSON cannot encode (an asset, a secret
+# wrapper) is normalized uncached. The objects are shared, so nobody may mutate them (fixes copy
+# via `as_manifest`, as they must anyway).
+_CACHE_SIZE: Final = 4096
+_cache: OrderedDict[tuple[str, str, str, str], list[K8sObject]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _content_key(
+    resource_type: str, props: object, urn: str, name: str
+) -> tuple[str, str, str, str] | None:
+    try:
+        content = json.dumps(props, separators=(",", ":"), default=unproxied)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return (resource_type, urn, name, content)
+
+
+def unproxied(value: object) -> object:
+    """json's hook for what it cannot encode: the SDK's proxies (their wrapped container, encoded
+    in turn); anything else raises TypeError (not cacheable)."""
+    target = _proxy_target(value)
+    if target is None:
+        raise TypeError(type(value).__name__)
+    return target
+
+
+def normalized(resource_type: str, props: object, urn: str = "", name: str = "") -> list[K8sObject]:
+    """`to_objects`, computed once per resource content (see above); a fresh list each call."""
+    if not isinstance(resource_type, str) or not isinstance(urn, str) or not isinstance(name, str):
+        return to_objects(resource_type, props, urn, name)
+    key = _content_key(resource_type, props, urn, name)
+    if key is None:
+        return to_objects(resource_type, props, urn, name)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return list(hit)
+    objs = to_objects(resource_type, props, urn, name)
+    with _cache_lock:
+        _cache[key] = objs
+        if len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return list(objs)
+
+
 def object_from_manifest(
     manifest: Mapping[str, Any], urn: str = "", resource_type: str = ""
 ) -> list[K8sObject]:
@@ -498,7 +555,7 @@ def _from_manifest(
 def _derived(obj: K8sObject) -> list[K8sObject]:
     """Mesh config carried inside an ordinary object (the istio ConfigMap, an IstioOperator)."""
     if obj.group == "" and obj.kind == "ConfigMap" and _is_mesh_configmap(obj):
-        raw = obj.get("data.mesh")
+        raw = obj.get("data.mesh") if obj.get("data") is not UNKNOWN else UNKNOWN
         mesh: Any
         if raw is UNKNOWN:
             mesh = UNKNOWN
@@ -516,10 +573,16 @@ def _derived(obj: K8sObject) -> list[K8sObject]:
 
 
 def _is_mesh_configmap(obj: K8sObject) -> bool:
-    # istiod reads `istio` (or `istio-<revision>`) in its own namespace, key `mesh`.
-    return (obj.name == "istio" or obj.name.startswith("istio-")) and "mesh" in as_map(
-        obj.body.get("data")
-    )
+    # istiod reads `istio` (or `istio-<revision>`) in its own namespace, key `mesh`. A name
+    # unknown until apply cannot rule that out: a ConfigMap carrying a `mesh` key is then judged
+    # as mesh config; an istio-named one whose data is unknown yields an unknown mesh config.
+    data = obj.body.get("data")
+    meta = obj.body.get("metadata")
+    name_unknown = meta is UNKNOWN or get(meta, "name") is UNKNOWN
+    istio_named = obj.name == "istio" or obj.name.startswith("istio-")
+    if data is UNKNOWN:
+        return istio_named
+    return (istio_named or name_unknown) and "mesh" in as_map(data)
 
 
 def _parse_yaml_mapping(raw: Any) -> Mapping[str, Any] | None:
@@ -640,6 +703,10 @@ _ISVC_CONTAINER_KEYS: Final = (
     "huggingface",
     "art",
 )
+
+
+# What may hold containers (or a pod spec) inside an InferenceService component.
+ISVC_CONTAINER_KEYS: Final = _ISVC_CONTAINER_KEYS
 
 
 @dataclass(frozen=True)

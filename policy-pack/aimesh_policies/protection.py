@@ -28,6 +28,8 @@ from aimesh_policies.guards import unknown_at
 from aimesh_policies.meshlib import namespace_of
 from aimesh_policies.objects import (
     HELM_VALUES,
+    ISVC_COMPONENTS,
+    ISVC_CONTAINER_KEYS,
     KSERVE_GROUP,
     UNKNOWN,
     K8sObject,
@@ -36,6 +38,7 @@ from aimesh_policies.objects import (
     as_list,
     as_map,
     as_str,
+    get,
     maps,
     str_list,
     str_map,
@@ -79,6 +82,22 @@ def _safe_location(uri: str) -> str:
     return f"http://{host}/..."
 
 
+# Blocks of a KServe spec that may hold a model location: unknown, they hide it.
+_URI_HOLDERS: Final = frozenset(
+    {
+        *ISVC_COMPONENTS,
+        *ISVC_CONTAINER_KEYS,
+        "storage",
+        "containers",
+        "initContainers",
+        "workerSpec",
+        "template",
+        "worker",
+        "prefill",
+    }
+)
+
+
 def _uris(value: Any, at: str, depth: int = 0) -> Iterator[tuple[str, Any]]:
     """(path, value) of every model-location field under a KServe spec (bounded depth):
     storageUri / uri / sourceModelUri anywhere, storage.path, and STORAGE_URI env values."""
@@ -89,6 +108,8 @@ def _uris(value: Any, at: str, depth: int = 0) -> Iterator[tuple[str, Any]]:
             here = f"{at}.{key}"
             if key in _URI_KEYS or (key == "path" and at.endswith(".storage")):
                 yield here, item
+            elif item is UNKNOWN and key in _URI_HOLDERS:
+                yield here, item  # a whole component / container / storage block unknown
             elif key in ("env",):
                 for i, env in enumerate(as_list(item)):
                     if isinstance(env, Mapping) and as_str(env.get("name")) == "STORAGE_URI":
@@ -119,7 +140,11 @@ _S3_SWITCHES: Final = (
 def _plain_http_storage(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
     if obj.group_kind in (("", "Secret"), ("", "ServiceAccount")):
         for annotation, _, what in _S3_SWITCHES:
-            if _is_off(obj.annotations.get(annotation)):
+            if get(obj.body, "metadata.annotations") is not UNKNOWN and (
+                as_map(get(obj.body, "metadata.annotations")).get(annotation) is UNKNOWN
+            ):
+                yield unknown_finding(obj, f"metadata.annotations.{annotation}")
+            elif _is_off(obj.annotations.get(annotation)):
                 yield finding(
                     obj,
                     f"metadata.annotations.{annotation}",

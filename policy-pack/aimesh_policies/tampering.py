@@ -247,6 +247,11 @@ def _inserted_before_security(
             f"INSERT_AFTER {target} puts '{shown}' between authentication and authorization, "
             "where it can rewrite the identity that RBAC judges"
         )
+    if operation == "ADD" and body.get("filterClass") is UNKNOWN:
+        return (
+            f"filterClass is unknown until apply: cannot verify that '{shown}' is not placed "
+            "between authentication and authorization (AUTHN)"
+        )
     if operation == "ADD" and (as_str(body.get("filterClass")) or "").upper() == "AUTHN":
         return (
             f"filterClass AUTHN places '{shown}' after authentication and before authorization, "
@@ -425,9 +430,13 @@ def _access_logs_off(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
     for i, item in enumerate(as_list(logging)):
         at = f"spec.accessLogging[{i}]"
         disabled = as_map(item).get("disabled")
-        expression = as_map(as_map(item).get("filter")).get("expression")
+        log_filter = as_map(item).get("filter")
+        expression = as_map(log_filter).get("expression")
         if item is UNKNOWN or disabled is UNKNOWN:
             yield unknown_finding(obj, f"{at}.disabled")
+        elif log_filter is UNKNOWN or expression is UNKNOWN:
+            # A computed expression may be `false` (log nothing).
+            yield unknown_finding(obj, f"{at}.filter.expression")
         elif as_bool(disabled) is True:
             yield finding(
                 obj,

@@ -22,11 +22,14 @@ from aimesh_policies.framework import (
     Severity,
     as_manifest,
     finding,
+    show,
     unknown_finding,
 )
 from aimesh_policies.objects import (
     HELM_VALUES,
     ISTIOD_CHARTS,
+    ISVC_COMPONENTS,
+    ISVC_CONTAINER_KEYS,
     KSERVE_GROUP,
     POD_TEMPLATE_PATHS,
     UNKNOWN,
@@ -188,6 +191,11 @@ def _unknown_structure(obj: K8sObject) -> list[str]:
     elif obj.group == KSERVE_GROUP:
         holders += ["spec", *(f"spec.{c}" for c in ("predictor", "transformer", "explainer"))]
         holders += ["spec.template", "spec.worker", "spec.prefill", "spec.workerSpec"]
+        holders += ["spec.prefill.template", "spec.prefill.worker"]
+        for component in ISVC_COMPONENTS:
+            # An unknown workerSpec or model-format container hides its pod fields.
+            keys = ("workerSpec", *ISVC_CONTAINER_KEYS)
+            holders += [f"spec.{component}.{key}" for key in keys]
     found = [path for path in holders if obj.get(path) is UNKNOWN]
     for view in pod_views(obj):
         for key in ("initContainers", "containers", "ephemeralContainers"):
@@ -411,8 +419,8 @@ def _host_path_and_ports(obj: K8sObject, ctx: Context, view: PodView) -> Iterato
                     obj,
                     f"{path}.ports[{j}].hostPort",
                     f"container '{_container_name(container, path)}' binds node port "
-                    f"{port.get('hostPort')}: reachable on the node's address, outside Services "
-                    "and NetworkPolicies",
+                    f"{show(port.get('hostPort'))}: reachable on the node's address, outside "
+                    "Services and NetworkPolicies",
                     "remove hostPort; expose the port through a ClusterIP Service and the mesh",
                 )
 
@@ -468,8 +476,9 @@ def _chart_privileged(obj: K8sObject) -> Iterator[Finding]:
 
 def _chart_capabilities(obj: K8sObject) -> Iterator[Finding]:
     for path, context, what in _chart_contexts(obj):
-        add = as_map(as_map(context).get("capabilities")).get("add")
-        if context is UNKNOWN or add is UNKNOWN:
+        capabilities = as_map(context).get("capabilities")
+        add = as_map(capabilities).get("add")
+        if UNKNOWN in (context, capabilities, add) or any(a is UNKNOWN for a in as_list(add)):
             yield unknown_finding(obj, f"{path}.capabilities.add")
             continue
         bad = _escaping_capabilities(add)

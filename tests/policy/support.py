@@ -87,7 +87,8 @@ def resources(
             name = str(envelope.get("name") or f"r{i}")
         else:
             type_ = typed_token(doc) if typed else "kubernetes:apiextensions.k8s.io:CustomResource"
-            name = str((doc.get("metadata") or {}).get("name") or f"r{i}")
+            meta = doc.get("metadata")
+            name = str((meta.get("name") if isinstance(meta, Mapping) else None) or f"r{i}")
         urn = f"urn:pulumi:test::aimesh::{type_}::{name}-{i}"
         out.append((type_, _with_unknowns(doc), urn, name))
     return out

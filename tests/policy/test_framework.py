@@ -492,3 +492,68 @@ def test_sentinels_match_the_sdk() -> None:
         getattr(proxy, n) for n in dir(proxy) if n.startswith("UNKNOWN_") and n.endswith("_VALUE")
     }
     assert sdk == set(UNKNOWN_SENTINELS)
+
+
+def test_show_prints_integral_doubles_as_integers() -> None:
+    from aimesh_policies.framework import show
+    from aimesh_policies.objects import UNKNOWN
+
+    assert show(80.0) == "80"
+    assert show(80) == "80"
+    assert show(0.5) == "0.5"
+    assert show([80.0, "http"]) == "[80, http]"
+    assert show(True) == "true"
+    assert show(None) == "<unset>"
+    assert show(UNKNOWN) == "<unknown>"
+
+
+def test_normalization_is_shared_per_content_and_never_leaks() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aimesh_policies.objects import normalized
+
+    def pa(mode: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "PeerAuthentication",
+            "metadata": {"name": "default", "namespace": "payments"},
+            "spec": {"mtls": {"mode": mode}},
+        }
+
+    type_ = "kubernetes:security.istio.io/v1:PeerAuthentication"
+    urn = "urn:pulumi:t::p::x::pa"
+    first = normalized(type_, pa("PERMISSIVE"), urn, "pa")
+    again = normalized(type_, pa("PERMISSIVE"), urn, "pa")
+    assert again[0] is first[0]  # one normalization for every policy
+    # Same resource, changed properties (e.g. remediated): a different key, fresh objects.
+    fixed = normalized(type_, pa("STRICT"), urn, "pa")
+    assert fixed[0].get("spec.mtls.mode") == "STRICT"
+    assert first[0].get("spec.mtls.mode") == "PERMISSIVE"
+    # true and 1.0 are different content (Python's == would conflate them).
+    flag = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"x": True}}
+    number = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"x": 1.0}}
+    assert normalized("kubernetes:core/v1:Pod", flag, "u", "p")[0].spec["x"] is True
+    assert normalized("kubernetes:core/v1:Pod", number, "u", "p")[0].spec["x"] == 1.0
+    assert normalized("kubernetes:core/v1:Pod", number, "u", "p")[0].spec["x"] is not True
+    # What JSON cannot encode is normalized uncached, still correctly.
+    odd = {**pa("STRICT"), "extra": object()}
+    assert normalized(type_, odd, urn, "pa")[0].get("spec.mtls.mode") == "STRICT"
+
+    modes = ["STRICT", "PERMISSIVE", "DISABLE", "UNSET"] * 50
+
+    def judge(mode: str) -> str:
+        return str(normalized(type_, pa(mode), urn, "pa")[0].get("spec.mtls.mode"))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(judge, modes)) == modes
+
+
+def test_context_is_parsed_once_per_distinct_config() -> None:
+    base = {"exemptNamespaces": ["legacy"], "exemptPorts": [9090.0]}
+    ctx = Context.for_config(dict(base))
+    assert Context.for_config(dict(base)) is ctx
+    assert ctx.exempt_namespaces == frozenset({"legacy"})
+    changed = Context.for_config({**base, "exemptNamespaces": []})
+    assert changed is not ctx
+    assert changed.exempt_namespaces == frozenset()
+    assert Context.for_config(None) == Context.from_config(None)

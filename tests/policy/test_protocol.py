@@ -265,3 +265,59 @@ def test_secret_and_odd_values_cross_the_wire(configured: PolicyPackProcess) -> 
             assert "s3cr3t" not in d.message
     result = configured.client.analyze_stack([secret, odd])
     assert all("s3cr3t" not in d.message for d in result.diagnostics)
+
+
+def test_numbers_arriving_as_doubles_are_shown_as_integers(
+    configured: PolicyPackProcess,
+) -> None:
+    # Over the wire every number is a protobuf double: 80 arrives as 80.0. Messages show the
+    # number the user wrote.
+    gateway = _resource(
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "plain", "namespace": "istio-ingress"},
+            "spec": {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}}],
+            },
+        }
+    )
+    entry = _resource(
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": {"name": "db", "namespace": "payments"},
+            "spec": {
+                "hosts": ["db.example.com"],
+                "ports": [{"number": 5432, "name": "pg", "protocol": "TCP"}],
+            },
+        }
+    )
+    pod = _resource(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "payments"},
+            "spec": {"containers": [{"name": "c", "ports": [{"hostPort": 8443}]}]},
+        }
+    )
+    istiod = Resource(
+        type="kubernetes:helm.sh/v3:Release",
+        urn=urn("test", "aimesh", "kubernetes:helm.sh/v3:Release", "istiod"),
+        name="istiod",
+        properties={
+            "chart": "istiod",
+            "values": {"global": {"proxy": {"excludeInboundPorts": 15020}}},
+        },
+    )
+    expected = {
+        gateway.urn: "port 80 serves plain HTTP",
+        entry.urn: "port 5432 (TCP)",
+        pod.urn: "binds node port 8443:",
+        istiod.urn: "excludes ports 15020 from capture",
+    }
+    for resource in (gateway, entry, pod, istiod):
+        messages = [d.message for d in configured.client.analyze(resource).diagnostics]
+        assert any(expected[resource.urn] in m for m in messages), messages
+        assert not any(".0" in m.replace("v1.0", "") for m in messages if "port" in m), messages
