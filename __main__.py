@@ -26,7 +26,13 @@ cert_manager = CertManager("aimesh", config, opts=on_cluster)
 istio = Istio("aimesh", config, depends_on=cert_manager.ready, opts=on_cluster)
 kserve = KServe("aimesh", config, depends_on=[*cert_manager.ready, *istio.ready], opts=on_cluster)
 mesh = MeshSecurity("aimesh", config, depends_on=istio.ready, opts=on_cluster)
-gateway = Gateway("aimesh", config, depends_on=[*cert_manager.ready, *istio.ready], opts=on_cluster)
+gateway = Gateway(
+    "aimesh",
+    config,
+    depends_on=[*cert_manager.ready, *istio.ready],
+    issuer=cert_manager.issuer,
+    opts=on_cluster,
+)
 if config.observability:
     Observability("aimesh", config, depends_on=istio.ready, opts=on_cluster)
 
