@@ -268,15 +268,24 @@ def _address_less_tcp(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
 # --- NetworkPolicy -----------------------------------------------------------------------------
 
 
-def _rules(policy: K8sObject, direction: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """(path, rule) of the ingress or egress rules that are in force."""
-    types = [t.lower() for t in (as_str(v) or "" for v in as_list(policy.spec.get("policyTypes")))]
+def _rules(policy: K8sObject, direction: str) -> Iterator[tuple[str, Mapping[str, Any], str]]:
+    """(path, rule, unsure) of the ingress or egress rules that are or may be in force: `unsure`
+    names the policyTypes field, unknown until apply, that decides whether the rule is in force
+    ("" when it is known to be)."""
+    raw = policy.spec.get("policyTypes")
+    types = [(as_str(v) or "").lower() for v in as_list(raw)]
     key = direction.lower()
-    if types and key not in types:
-        return
+    unsure = ""
+    if raw is UNKNOWN:
+        unsure = "spec.policyTypes"
+    elif types and key not in types:
+        entries = [i for i, v in enumerate(as_list(raw)) if v is UNKNOWN]
+        if not entries:
+            return
+        unsure = f"spec.policyTypes[{entries[0]}]"
     for i, rule in enumerate(as_list(policy.spec.get(key))):
         if isinstance(rule, Mapping):
-            yield f"spec.{key}[{i}]", rule
+            yield f"spec.{key}[{i}]", rule, unsure
 
 
 def _open_rule(rule: Mapping[str, Any], peers_key: str) -> str | None:
@@ -303,36 +312,54 @@ _PEER_HINT: Final = {
 def _open_network_policies(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
     namespaces = model_namespaces(objs, ctx)
     for policy in objs:
-        if policy.group_kind != NETWORK_POLICY or namespace_of(policy) not in namespaces:
+        if policy.group_kind != NETWORK_POLICY:
             continue
-        structure = unknown_at(policy, "spec", "spec.ingress", "spec.egress")
-        structure += unknown_at(policy, "spec.ingress[]", "spec.egress[]")
-        if structure:
-            yield from structure
-            continue
-        for direction, peers_key in (("Ingress", "from"), ("Egress", "to")):
-            for at, rule in _rules(policy, direction):
-                if rule.get(peers_key) is UNKNOWN or rule.get("ports") is UNKNOWN:
-                    yield unknown_finding(policy, at)
-                    continue
-                if not as_list(rule.get("ports")) and any(
-                    peer is UNKNOWN
-                    or as_map(peer).get("ipBlock") is UNKNOWN
-                    or as_map(as_map(peer).get("ipBlock")).get("cidr") is UNKNOWN
-                    for peer in as_list(rule.get(peers_key))
-                ):
-                    # An unknown peer on every port may be 0.0.0.0/0.
-                    yield unknown_finding(policy, f"{at}.{peers_key}")
-                    continue
+        if namespace_of(policy) in namespaces:
+            yield from _open_policy(policy)
+        elif (
+            namespaces
+            and policy.unknown("metadata.namespace")
+            and any(True for _ in _open_policy(policy))
+        ):
+            # Its namespace is unknown until apply: it may land in a model namespace. Only an
+            # open (or unverifiable) policy is worth a word.
+            yield from (unknown_finding(policy, w) for w in policy.unknown("metadata.namespace"))
+
+
+def _open_policy(policy: K8sObject) -> Iterator[Finding]:
+    """What opens all traffic in one NetworkPolicy (assumed to be in a model namespace)."""
+    namespace = namespace_of(policy)
+    structure = unknown_at(policy, "spec", "spec.ingress", "spec.egress")
+    structure += unknown_at(policy, "spec.ingress[]", "spec.egress[]")
+    if structure:
+        yield from structure
+        return
+    for direction, peers_key in (("Ingress", "from"), ("Egress", "to")):
+        for at, rule, unsure in _rules(policy, direction):
+            problem: Finding | None = None
+            if rule.get(peers_key) is UNKNOWN or rule.get("ports") is UNKNOWN:
+                problem = unknown_finding(policy, at)
+            elif not as_list(rule.get("ports")) and any(
+                peer is UNKNOWN
+                or as_map(peer).get("ipBlock") is UNKNOWN
+                or as_map(as_map(peer).get("ipBlock")).get("cidr") is UNKNOWN
+                for peer in as_list(rule.get(peers_key))
+            ):
+                # An unknown peer on every port may be 0.0.0.0/0.
+                problem = unknown_finding(policy, f"{at}.{peers_key}")
+            else:
                 why = _open_rule(rule, peers_key)
                 if why:
-                    yield finding(
+                    problem = finding(
                         policy,
                         at,
-                        f"this {direction.lower()} rule in model namespace "
-                        f"{namespace_of(policy)} opens all {direction.lower()}: {why}",
+                        f"this {direction.lower()} rule in model namespace {namespace} opens "
+                        f"all {direction.lower()}: {why}",
                         f"name the peers ({_PEER_HINT[direction]}) and restrict the ports",
                     )
+            if problem is not None:
+                # A rule that may not be in force (policyTypes unknown) cannot be verified.
+                yield unknown_finding(policy, unsure) if unsure else problem
 
 
 POLICIES: Final = (

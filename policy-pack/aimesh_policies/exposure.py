@@ -10,6 +10,7 @@ door that is meant to be open.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from aimesh_policies.framework import (
@@ -83,6 +84,56 @@ def _model_pod_labels(objs: Sequence[K8sObject], ctx: Context) -> dict[str, list
     return found
 
 
+@dataclass(frozen=True)
+class _UnsurePod:
+    """A workload's pod template whose labels are partly or wholly unknown until apply."""
+
+    workload: K8sObject
+    labels_path: str  # "spec.template.metadata.labels"
+    known: Mapping[str, str]
+    unknown_keys: frozenset[str]  # keys whose value is unknown
+    all_unknown: bool  # the whole label map (or its metadata) is unknown
+
+
+def _unsure_pods(objs: Sequence[K8sObject], ctx: Context) -> dict[str, list[_UnsurePod]]:
+    """namespace -> workload pod templates with unknown labels that are, or may be, model pods
+    (a model label key present with an unknown value, or the whole label map unknown)."""
+    found: dict[str, list[_UnsurePod]] = {}
+    for obj in objs:
+        if obj.group_kind not in WORKLOAD_KINDS:
+            continue
+        for view in pods(obj):
+            labels_path = f"{view.meta_path}.labels"
+            raw = obj.get(labels_path)
+            all_unknown = raw is UNKNOWN
+            keys = frozenset(
+                k for k, v in as_map(raw).items() if isinstance(k, str) and v is UNKNOWN
+            )
+            marked = ctx.is_model_workload({**view.labels, **dict.fromkeys(keys, "")})
+            if (keys and marked) or all_unknown:
+                pod = _UnsurePod(obj, labels_path, view.labels, keys, all_unknown)
+                found.setdefault(namespace_of(obj), []).append(pod)
+    return found
+
+
+def _unsure_match(
+    pod: _UnsurePod, selector: Mapping[str, str], unknown_keys: Sequence[str]
+) -> list[str] | None:
+    """None when the Service's selector cannot select the pod; else the pod's unknown label
+    paths the match relies on ([] = it matches on known labels alone)."""
+    relied: list[str] = []
+    for key in (*selector, *unknown_keys):
+        if pod.all_unknown:
+            relied.append(pod.labels_path)
+        elif key in pod.unknown_keys:
+            relied.append(f"{pod.labels_path}.{key}")
+        elif key not in pod.known or (key in selector and pod.known[key] != selector[key]):
+            return None
+    if pod.all_unknown:
+        return relied[:1]  # the model label itself is unknown too
+    return relied
+
+
 def _why_model(
     service: K8sObject,
     selector: Mapping[str, str],
@@ -134,6 +185,7 @@ def _service_exposure(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Findi
         return
     namespaces = model_namespaces(objs, ctx)
     model_pods = _model_pod_labels(objs, ctx)
+    unsure_pods = _unsure_pods(objs, ctx)
     for service in exposed:
         if service.get("spec") is UNKNOWN:
             yield unknown_finding(service, "spec")
@@ -150,6 +202,18 @@ def _service_exposure(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Findi
             # No selector: endpoints are managed by hand (or there are none); nothing selected.
             continue
         why = _why_model(service, selector, ctx, namespaces, model_pods, unknown_keys)
+        if why is None:
+            unsure = [
+                (pod, relied)
+                for pod in unsure_pods.get(namespace_of(service), ())
+                if (relied := _unsure_match(pod, selector, unknown_keys)) is not None
+            ]
+            if any(not relied for _, relied in unsure):
+                why = "its selector matches a model workload's pods"
+            elif unsure:
+                # Whether it selects model pods depends on pod labels unknown until apply.
+                pod, relied = unsure[0]
+                yield from (unknown_finding(pod.workload, at) for at in dict.fromkeys(relied))
         if why is None:
             if service.get("metadata") is UNKNOWN or service.get("metadata.namespace") is UNKNOWN:
                 # Whether it sits in a model namespace cannot be told yet.

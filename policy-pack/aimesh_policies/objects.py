@@ -80,6 +80,9 @@ HELM_VALUES: Final = (SYNTHETIC_GROUP, "HelmValues")
 SOURCE_RESOURCE: Final = "resource"
 SOURCE_CHART_VALUES: Final = "chart-values"
 
+# The namespace istiod runs in (and reads its `istio` mesh ConfigMap from) by default.
+ISTIOD_NAMESPACE: Final = "istio-system"
+
 # Charts whose values carry istiod's mesh config (`meshConfig`).
 ISTIOD_CHARTS: Final = frozenset({"istiod", "istio-discovery", "istiod-remote"})
 
@@ -581,7 +584,10 @@ def _is_mesh_configmap(obj: K8sObject) -> bool:
     name_unknown = meta is UNKNOWN or get(meta, "name") is UNKNOWN
     istio_named = obj.name == "istio" or obj.name.startswith("istio-")
     if data is UNKNOWN:
-        return istio_named
+        # Name and data both unknown: only sitting in the namespace istiod reads its mesh config
+        # from (by default) still marks it as possibly istiod's; elsewhere nothing tells it apart
+        # from any other ConfigMap.
+        return istio_named or (name_unknown and obj.namespace == ISTIOD_NAMESPACE)
     return (istio_named or name_unknown) and "mesh" in as_map(data)
 
 

@@ -41,7 +41,6 @@ from aimesh_policies.objects import (
     get,
     maps,
     str_list,
-    str_map,
 )
 from aimesh_policies.workload import KSERVE_CHARTS
 
@@ -137,7 +136,29 @@ _S3_SWITCHES: Final = (
 )
 
 
+# Data keys that make a Secret an S3 credential for KServe's storage initializer (the documented
+# env-style names and KServe's default s3AccessKeyIDName / s3SecretAccessKeyName).
+S3_CREDENTIAL_KEYS: Final = frozenset(
+    {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "awsAccessKeyID", "awsSecretAccessKey"}
+)
+
+
+def _s3_credentials(obj: K8sObject) -> bool:
+    """Whether a Secret carries S3 credentials (so KServe reads its S3 annotations)."""
+    keys = {*as_map(obj.body.get("data")), *as_map(obj.body.get("stringData"))}
+    return bool(keys & S3_CREDENTIAL_KEYS)
+
+
 def _plain_http_storage(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
+    if obj.group_kind == ("", "Secret") and _s3_credentials(obj):
+        # An S3 credential whose whole annotation map is unknown until apply may switch https or
+        # TLS verification off (other Secrets are never read for these switches).
+        if obj.body.get("metadata") is UNKNOWN:
+            yield unknown_finding(obj, "metadata")
+            return
+        if obj.get("metadata.annotations") is UNKNOWN:
+            yield unknown_finding(obj, "metadata.annotations")
+            return
     if obj.group_kind in (("", "Secret"), ("", "ServiceAccount")):
         for annotation, _, what in _S3_SWITCHES:
             if get(obj.body, "metadata.annotations") is not UNKNOWN and (
@@ -327,31 +348,137 @@ def _referenced(
     return roles.get((kind, namespace, as_str(ref.get("name")) or ""))
 
 
+def _selectors(role: K8sObject) -> list[Mapping[str, Any]]:
+    """The matchLabels of a ClusterRole's aggregation selectors, raw (values may be unknown)."""
+    return [
+        as_map(s.get("matchLabels"))
+        for s in maps(as_map(role.body.get("aggregationRule")).get("clusterRoleSelectors"))
+    ]
+
+
+def _label_match(selector: Mapping[str, Any], other: K8sObject) -> str | None:
+    """Whether `other`'s labels match an aggregation selector: "yes", "maybe" (a label the
+    selector needs is unknown until apply), or None."""
+    if not selector or any(v is UNKNOWN for v in selector.values()):
+        return None  # an unknown selector value is reported on the aggregating role
+    if other.get("metadata") is UNKNOWN or other.get("metadata.labels") is UNKNOWN:
+        return "maybe"
+    labels = as_map(other.get("metadata.labels"))
+    unsure = False
+    for key, want in selector.items():
+        have = labels.get(key)
+        if have is UNKNOWN:
+            unsure = True
+        elif have != want:
+            return None
+    return "maybe" if unsure else "yes"
+
+
 def _aggregated_rules(
     role: K8sObject, cluster_roles: Sequence[K8sObject]
 ) -> list[Mapping[str, Any]]:
-    selectors = [
-        str_map(s.get("matchLabels"))
-        for s in maps(as_map(role.body.get("aggregationRule")).get("clusterRoleSelectors"))
-    ]
     rules: list[Mapping[str, Any]] = []
-    for selector in selectors:
-        if not selector:
-            continue
+    for selector in _selectors(role):
         for other in cluster_roles:
-            if other is not role and all(other.labels.get(k) == v for k, v in selector.items()):
+            if other is not role and _label_match(selector, other) == "yes":
                 rules.extend(maps(other.body.get("rules")))
     return rules
+
+
+def _may_grant(role: K8sObject, cluster_roles: Sequence[K8sObject]) -> bool:
+    """Whether a role's rules are broad or unknown until apply, its own or - for a ClusterRole -
+    those of every ClusterRole its aggregation selectors match or may match."""
+    if role.unknown("rules") or any(_broad_rule(r) for r in maps(role.body.get("rules"))):
+        return True
+    if role.kind != "ClusterRole":
+        return False
+    if role.unknown("aggregationRule"):
+        return True
+    return any(
+        other is not role
+        and _label_match(selector, other) is not None
+        and (other.unknown("rules") or any(_broad_rule(r) for r in maps(other.get("rules"))))
+        for selector in _selectors(role)
+        for other in cluster_roles
+    )
+
+
+def _role_unknowns(role: K8sObject, cluster_roles: Sequence[K8sObject]) -> list[Finding]:
+    """Unknowns that may hide what a role bound to everyone grants: its rules, its aggregation
+    rule, the rules of the roles it aggregates, and the labels of ClusterRoles that grant
+    something broad and might be aggregated into it."""
+    found = [unknown_finding(role, where) for where in role.unknown("rules")]
+    if role.kind != "ClusterRole":
+        return found
+    found += [unknown_finding(role, where) for where in role.unknown("aggregationRule")]
+    for selector in _selectors(role):
+        for other in cluster_roles:
+            match = _label_match(selector, other) if other is not role else None
+            if match == "yes":
+                found += [unknown_finding(other, where) for where in other.unknown("rules")]
+            elif match == "maybe" and _may_grant(other, cluster_roles):
+                found += [
+                    unknown_finding(other, where) for where in other.unknown("metadata.labels")
+                ]
+    return found
+
+
+def _identity_unknown(role: K8sObject) -> list[str]:
+    """The unknown parts of a role's identity (name, and for a Role its namespace)."""
+    paths = ("metadata.name", "metadata.namespace") if role.kind == "Role" else ("metadata.name",)
+    found: list[str] = []
+    for path in paths:
+        found += [where for where in role.unknown(path) if where not in found]
+    return found
+
+
+def _unresolved_candidates(
+    binding: K8sObject, candidates: Sequence[K8sObject], cluster_roles: Sequence[K8sObject]
+) -> list[Finding]:
+    """A binding to everyone that names a role the stack does not hold by a known identity: a
+    role of the stack whose name (or namespace, or the binding's namespace) is unknown until
+    apply may be the one it names. Reported only when that role grants something broad."""
+    ref = as_map(binding.body.get("roleRef"))
+    kind, name = as_str(ref.get("kind")) or "", as_str(ref.get("name")) or ""
+    if name.startswith("system:"):
+        return []  # Kubernetes' own bootstrap roles (system:discovery...), reconciled by it
+    binding_ns_unknown = kind == "Role" and bool(binding.unknown("metadata.namespace"))
+    found: list[Finding] = []
+    for role in candidates:
+        if role.kind != kind:
+            continue
+        unknown = _identity_unknown(role)
+        name_ok = role.name == name or bool({"metadata", "metadata.name"} & set(unknown))
+        ns_ok = (
+            kind != "Role"
+            or binding_ns_unknown
+            or namespace_of(role) == namespace_of(binding)
+            or bool({"metadata", "metadata.namespace"} & set(unknown))
+        )
+        if not (name_ok and ns_ok and (unknown or binding_ns_unknown)):
+            continue
+        if not _may_grant(role, cluster_roles):
+            continue
+        if unknown:
+            found += [unknown_finding(role, where) for where in unknown]
+        else:
+            found += [unknown_finding(binding, w) for w in binding.unknown("metadata.namespace")]
+    return found
 
 
 def _broad_rbac(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
     roles: dict[tuple[str, str, str], K8sObject] = {}
     cluster_roles = [o for o in objs if o.group_kind == CLUSTER_ROLE]
+    # Every (Cluster)Role: when a binding's roleRef resolves to none of them by a known
+    # identity, those whose identity (or the binding's namespace) is unknown may be the one.
+    all_roles: list[K8sObject] = []
     for obj in objs:
         if obj.group_kind == CLUSTER_ROLE:
             roles[("ClusterRole", "", obj.name)] = obj
         elif obj.group_kind == ROLE:
             roles[("Role", namespace_of(obj), obj.name)] = obj
+        if obj.group_kind in (ROLE, CLUSTER_ROLE):
+            all_roles.append(obj)
     for binding in objs:
         if binding.group_kind not in (ROLE_BINDING, CLUSTER_ROLE_BINDING):
             continue
@@ -364,9 +491,15 @@ def _broad_rbac(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
         if not everyone and not subjects_unknown:
             continue
         role = _referenced(binding, roles)
-        if role is not None and role.unknown("rules"):
-            yield unknown_finding(role, "rules")
-            continue
+        if role is None:
+            if _role_problem(binding, roles, cluster_roles) is None:
+                yield from _unresolved_candidates(binding, all_roles, cluster_roles)
+                continue
+        else:
+            hidden = _role_unknowns(role, cluster_roles)
+            if hidden:
+                yield from hidden
+                continue
         problem = _role_problem(binding, roles, cluster_roles)
         if problem and subjects_unknown:
             yield unknown_finding(binding, "subjects")
