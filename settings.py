@@ -28,6 +28,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from builders.common import PLATFORM_NAMESPACES
+
 NAMESPACE = "aimesh"
 
 # ---------------------------------------------------------------------------------------------
@@ -525,12 +527,18 @@ class Settings(_Model):
         _unique("models", [m.name for m in self.models], "name")
         _unique("integrations", [i.name for i in self.integrations], "name")
         namespaces: dict[str, str] = {}
-        reserved = {"istio-system", "cert-manager", "kserve", "kube-system", "default"}
+        reserved = {
+            *PLATFORM_NAMESPACES,
+            "default",
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+        }
         for model in self.models:
             if model.ns in reserved:
                 raise ValueError(
                     f"model {model.name!r}: namespace {model.ns!r} is reserved for the platform; "
-                    "choose another 'namespace'"
+                    f"choose another 'namespace' (reserved: {', '.join(sorted(reserved))})"
                 )
             other = namespaces.setdefault(model.ns, model.name)
             if other != model.name:

@@ -257,8 +257,9 @@ def alerts(settings: Settings) -> list[Alert]:
             "Many failed authentications (HTTP 401) towards "
             "{{ $labels.destination_service_namespace }}",
             "{{ $value | humanize }} 401/s reported by {{ $labels.reporter }} proxy "
-            "{{ $labels.source_workload }}: missing, expired or forged JWTs (credential stuffing, "
-            "a leaked or rotated key, a misconfigured integration).",
+            "{{ $labels.source_workload }}: expired, forged or wrongly-signed JWTs (credential "
+            "stuffing, a leaked or rotated key, a misconfigured integration). A missing token is "
+            "a 403, see AimeshAuthorizationDenials.",
         ),
         Alert(
             "AimeshAuthorizationDenials",

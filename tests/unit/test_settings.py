@@ -105,6 +105,11 @@ CASES = [
         ("aimesh:istiodReplicas:", "integer"),
     ),
     Bad(
+        "model-in-the-gateway-namespace",
+        {"models": [{**MODEL, "namespace": "istio-ingress"}]},
+        ("'istio-ingress' is reserved for the platform", "aimesh-observability", "kube-system"),
+    ),
+    Bad(
         "trust-domain-not-a-hostname",
         {"trustDomain": "Cluster Local"},
         ("aimesh:trustDomain:", "not a valid lowercase DNS hostname"),
