@@ -6,7 +6,7 @@ from typing import Any
 
 from builders import telemetry
 from builders.cluster import HTTP_NODE_PORT, HTTPS_NODE_PORT, gateway_service_type
-from builders.common import ISTIO_NAMESPACE
+from builders.common import ISTIO_NAMESPACE, deep_merge
 from settings import Settings
 
 # Fixed names of the ingress gateway (release, Deployment, Service, ServiceAccount).
@@ -48,23 +48,12 @@ def mesh_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Helm's merge: maps merge key by key, anything else is replaced by `override`."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def istiod_mesh_config(settings: Settings) -> dict[str, Any]:
     """The meshConfig istiod is installed with: the Observability layer's fragment (extension
     providers, default providers, proxy stats) when observability is on, with the hardened
     platform settings merged last so nothing can loosen them."""
     fragment = telemetry.mesh_config(settings) if settings.observability else {}
-    return _merge(fragment, mesh_config(settings))
+    return deep_merge(fragment, mesh_config(settings))
 
 
 def istiod_values(settings: Settings) -> dict[str, Any]:

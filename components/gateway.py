@@ -14,7 +14,7 @@ import pulumi
 
 from builders import gateway as build
 from builders.common import GatewayRef
-from components.manifests import register
+from components.manifests import child_options, register
 from settings import Settings
 
 
@@ -38,17 +38,17 @@ class Gateway(pulumi.ComponentResource):
         self.reference: GatewayRef = build.reference(settings)
 
         self.policies: dict[str, pulumi.Resource] = {
-            suffix: register(f"{name}-{suffix}", manifest, _after(self, depends_on))
+            suffix: register(f"{name}-{suffix}", manifest, child_options(self, depends_on))
             for suffix, manifest in build.policies(settings).items()
         }
         cert = build.certificate(settings, issuer)
         self.certificate: pulumi.Resource | None = (
-            register(f"{name}-certificate", cert, _after(self, depends_on)) if cert else None
+            register(f"{name}-certificate", cert, child_options(self, depends_on)) if cert else None
         )
         self.gateway = register(
             f"{name}-gateway",
             build.gateway(settings),
-            _after(self, [*depends_on, *self.policies.values()]),
+            child_options(self, depends_on, list(self.policies.values())),
         )
 
         certificate = [self.certificate] if self.certificate else []
@@ -63,9 +63,3 @@ class Gateway(pulumi.ComponentResource):
                 },
             }
         )
-
-
-def _after(
-    parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource]
-) -> pulumi.ResourceOptions:
-    return pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on))

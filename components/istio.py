@@ -13,6 +13,7 @@ from builders import istio as builders
 from builders.cluster import namespace, static_gateway_address
 from builders.common import INGRESS_NAMESPACE, ISTIO_NAMESPACE
 from components.charts import ChartSpec, install
+from components.manifests import child_options
 from settings import Settings
 
 
@@ -73,7 +74,7 @@ class Istio(pulumi.ComponentResource):
         specs = chart_specs(settings)
 
         def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, depends_on=[*upstream, *after])
+            return child_options(self, upstream, after)
 
         system_ns = k8s.core.v1.Namespace(
             f"{name}-istio-system-ns",

@@ -12,6 +12,7 @@ from builders import kserve as builders
 from builders.cluster import namespace
 from builders.common import KSERVE_NAMESPACE
 from components.charts import ChartSpec, install
+from components.manifests import child_options
 from settings import Settings
 
 
@@ -66,7 +67,7 @@ class KServe(pulumi.ComponentResource):
         specs = chart_specs(settings)
 
         def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, depends_on=[*upstream, *after])
+            return child_options(self, upstream, after)
 
         ns = k8s.core.v1.Namespace(
             f"{name}-kserve-ns",

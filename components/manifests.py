@@ -7,7 +7,7 @@ validates and diffs them field by field); everything else is a CustomResource.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -22,6 +22,16 @@ _TYPED: dict[tuple[str, str], Any] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
     ("batch/v1", "CronJob"): k8s.batch.v1.CronJob,
 }
+
+
+def child_options(
+    parent: pulumi.Resource, *after: Sequence[pulumi.Resource]
+) -> pulumi.ResourceOptions:
+    """Options of a component's child: parented to the component and waiting for `after`.
+
+    Children do not inherit their component's `depends_on`, so components pass what they wait
+    for (the charts installing CRDs and webhooks) on to every child explicitly."""
+    return pulumi.ResourceOptions(parent=parent, depends_on=[r for group in after for r in group])
 
 
 def _snake(key: str) -> str:

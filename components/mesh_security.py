@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pulumi
 
 from builders import mesh_security
-from components.manifests import register
+from components.manifests import child_options, register
 from settings import Settings
 
 
@@ -34,7 +34,7 @@ class MeshSecurity(pulumi.ComponentResource):
             suffix: register(
                 f"{name}-{suffix}",
                 manifest,
-                pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+                child_options(self, depends_on),
             )
             for suffix, manifest in mesh_security.manifests(settings).items()
         }

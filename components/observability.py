@@ -26,7 +26,7 @@ import versions
 from builders import collector, monitoring, observability, telemetry
 from builders.common import OBSERVABILITY_NAMESPACE, metadata
 from components.charts import ChartSpec, install
-from components.manifests import register
+from components.manifests import child_options, register
 from settings import Settings
 
 
@@ -71,7 +71,7 @@ class Observability(pulumi.ComponentResource):
         render = settings.cluster_mode == "render"
 
         def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, depends_on=[*upstream, *after])
+            return child_options(self, upstream, after)
 
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-observability-ns",
@@ -179,7 +179,7 @@ class NamespaceTelemetry(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("aimesh:observability:NamespaceTelemetry", name, None, opts)
-        after = pulumi.ResourceOptions(parent=self, depends_on=list(depends_on))
+        after = child_options(self, depends_on)
         self.overrides = {
             suffix: register(f"{name}-{suffix}", manifest, after)
             for suffix, manifest in observability.override_resources(settings).items()

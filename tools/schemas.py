@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from builders.common import deep_merge
 from versions import KUBERNETES_SCHEMA_VERSION
 
 UPSTREAM = Path(
@@ -284,14 +285,3 @@ def validate_values(chart: str, values: Mapping[str, Any]) -> list[str]:
 def _raw_defaults(chart: str) -> dict[str, Any]:
     values = yaml.load(upstream(CHART_VALUES[chart]).read_text(), Loader=_Loader)  # noqa: S506
     return values if isinstance(values, dict) else {}
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Helm's merge: maps merge key by key, everything else is replaced."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
