@@ -7,15 +7,15 @@ one SecureModel per model. Every step names what it waits for, so one `pulumi up
 
 import pulumi
 
-import settings
-from components.cert_manager import CertManager
-from components.cluster import Cluster
-from components.gateway import Gateway
-from components.istio import Istio
-from components.kserve import KServe
-from components.mesh_security import MeshSecurity
-from components.observability import NamespaceTelemetry, Observability
-from components.secure_model import SecureModel, SecureModelArgs
+from aimesh import settings
+from aimesh.components.cert_manager import CertManager
+from aimesh.components.cluster import Cluster
+from aimesh.components.gateway import Gateway
+from aimesh.components.istio import Istio
+from aimesh.components.kserve import KServe
+from aimesh.components.mesh_security import MeshSecurity
+from aimesh.components.observability import NamespaceTelemetry, Observability
+from aimesh.components.secure_model import SecureModel, SecureModelArgs
 
 config = settings.load()
 

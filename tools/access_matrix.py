@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-import settings as settings_module
-from builders import access, secure_model
-from builders.gateway import reference
-from settings import Settings
+from aimesh import settings as settings_module
+from aimesh.builders import access, secure_model
+from aimesh.builders.gateway import reference
+from aimesh.settings import Settings
 from tools import offline
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from settings import Settings
+from aimesh.settings import Settings
 
 
 def schema() -> dict[str, object]:

@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from builders.common import deep_merge
-from versions import KUBERNETES_SCHEMA_VERSION
+from aimesh.builders.common import deep_merge
+from aimesh.versions import KUBERNETES_SCHEMA_VERSION
 
 UPSTREAM = Path(
     os.environ.get(

@@ -14,8 +14,8 @@ PROGRAM = """
 import pulumi
 import pulumi_kubernetes as k8s
 
-import settings
-from components.gateway import Gateway
+from aimesh import settings
+from aimesh.components.gateway import Gateway
 
 config = settings.load()
 platform = k8s.core.v1.Namespace("platform-stand-in", metadata={"name": "istio-ingress"})

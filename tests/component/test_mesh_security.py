@@ -14,8 +14,8 @@ PROGRAM = """
 import pulumi
 import pulumi_kubernetes as k8s
 
-import settings
-from components.mesh_security import MeshSecurity
+from aimesh import settings
+from aimesh.components.mesh_security import MeshSecurity
 
 config = settings.load()
 istio = k8s.core.v1.Namespace("istio-stand-in", metadata={"name": "istio-system"})

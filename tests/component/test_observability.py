@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pulumi.runtime import rpc
 
-from builders import collector, monitoring
+from aimesh.builders import collector, monitoring
 from tests.conftest import evaluated
 from tools import offline, schemas
 

@@ -10,20 +10,20 @@ from typing import Any
 import pytest
 import yaml
 
-import versions
-from components import charts
-from components import istio as istio_component
+from aimesh import versions
+from aimesh.components import charts
+from aimesh.components import istio as istio_component
 from tools import offline
 
 # The platform alone, wired the way __main__.py wires it.
 PROGRAM = """
 import pulumi
 
-import settings
-from components.cert_manager import CertManager
-from components.cluster import Cluster
-from components.istio import Istio
-from components.kserve import KServe
+from aimesh import settings
+from aimesh.components.cert_manager import CertManager
+from aimesh.components.cluster import Cluster
+from aimesh.components.istio import Istio
+from aimesh.components.kserve import KServe
 
 config = settings.load()
 cluster = Cluster("aimesh", config)

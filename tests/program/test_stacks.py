@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-import settings
-from builders.common import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
+from aimesh import settings
+from aimesh.builders.common import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
 from tools import offline, schemas
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"

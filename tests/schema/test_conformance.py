@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import versions
+from aimesh import versions
 from tools import offline, schemas
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from builders import access
-from builders.common import GatewayRef
-from settings import ModelSettings, Settings, parse
+from aimesh.builders import access
+from aimesh.builders.common import GatewayRef
+from aimesh.settings import ModelSettings, Settings, parse
 
 GATEWAY = GatewayRef(
     namespace="istio-ingress",

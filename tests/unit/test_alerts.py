@@ -13,8 +13,8 @@ from typing import Any
 import promql_parser
 import pytest
 
-from builders import alerts, dashboard
-from settings import ConfigError, Settings, parse
+from aimesh.builders import alerts, dashboard
+from aimesh.settings import ConfigError, Settings, parse
 
 MODEL = {"name": "iris", "format": "sklearn", "storageUri": "gs://bucket/iris"}
 OTHER = {"name": "churn", "namespace": "churn-ns", "format": "sklearn", "storageUri": "gs://b/c"}

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-import settings
-from builders import cert_manager, istio
+from aimesh import settings
+from aimesh.builders import cert_manager, istio
 from tools import schemas
 
 ACME = {"issuerType": "acme", "acmeEmail": "ops@example.com"}

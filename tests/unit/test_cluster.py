@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-import settings
-import versions
-from builders import cluster
-from builders.common import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
+from aimesh import settings, versions
+from aimesh.builders import cluster
+from aimesh.builders.common import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
 from tools import prereqs, schemas
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-import settings
-from builders import cert_manager, gateway, istio, mesh_security
-from builders.common import INGRESS_NAMESPACE, ISTIO_NAMESPACE
+from aimesh import settings
+from aimesh.builders import cert_manager, gateway, istio, mesh_security
+from aimesh.builders.common import INGRESS_NAMESPACE, ISTIO_NAMESPACE
 from tools import schemas
 
 # ---- a model of Istio's request authentication + authorization at one workload -------------

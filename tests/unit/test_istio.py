@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-import settings
-from builders import istio, telemetry
+from aimesh import settings
+from aimesh.builders import istio, telemetry
 from tools import schemas
 
 EXISTING = {"clusterMode": "existing", "kubeContext": "prod"}

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-import settings
-from builders import kserve
+from aimesh import settings
+from aimesh.builders import kserve
 from tools import schemas
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from builders import secure_model
+from aimesh.builders import secure_model
 
 lupa = pytest.importorskip("lupa", reason="lupa runs the Lua filter")
 
@@ -176,7 +176,7 @@ def test_request_asks_for_an_uncompressed_response(lua: Any) -> None:
 
 
 def test_filter_embeds_exactly_this_source() -> None:
-    from settings import parse
+    from aimesh.settings import parse
 
     settings = parse({"environment": "dev"})
     model = parse(

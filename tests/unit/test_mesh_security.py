@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-import settings
-from builders import mesh_security
-from builders.common import ISTIO_NAMESPACE
+from aimesh import settings
+from aimesh.builders import mesh_security
+from aimesh.builders.common import ISTIO_NAMESPACE
 from tools import schemas
 
 DEFAULTS = settings.parse({})

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-import versions
-from builders import collector
-from settings import ConfigError, Settings, parse
+from aimesh import versions
+from aimesh.builders import collector
+from aimesh.settings import ConfigError, Settings, parse
 from tools import schemas
 
 SPLUNK_TOKEN = "splunk-token-value-1234"

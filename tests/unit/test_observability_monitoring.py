@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from builders import alerts, dashboard, monitoring, observability
-from settings import ConfigError, Settings, parse
+from aimesh.builders import alerts, dashboard, monitoring, observability
+from aimesh.settings import ConfigError, Settings, parse
 from tools import schemas
 
 SLACK_URL = "https://hooks.slack.example/T000/B000/secret"

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from builders import telemetry
-from builders.collector import COLLECTOR_LABELS
-from settings import ConfigError, parse
+from aimesh.builders import telemetry
+from aimesh.builders.collector import COLLECTOR_LABELS
+from aimesh.settings import ConfigError, parse
 from tools import schemas
 
 ROOT = Path(__file__).resolve().parents[2]

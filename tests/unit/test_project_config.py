@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic.fields import FieldInfo
 
-from settings import Settings, decode_value
+from aimesh.settings import Settings, decode_value
 from tools import config_schema, offline
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from settings import Settings
+from aimesh.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

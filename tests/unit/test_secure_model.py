@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-import versions
-from builders import access, collector, secure_model
-from settings import ConfigError, ModelSettings, Settings, parse
+from aimesh import versions
+from aimesh.builders import access, collector, secure_model
+from aimesh.settings import ConfigError, ModelSettings, Settings, parse
 from tests.unit.test_access import GATEWAY, stack
 from tools import schemas
 

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-import settings
+from aimesh import settings
 from tools import offline
 
 MODEL = {"name": "iris", "format": "sklearn", "storageUri": "gs://models/iris"}

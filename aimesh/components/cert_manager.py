@@ -5,13 +5,13 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-import versions
-from builders import cert_manager as builders
-from builders.cluster import namespace
-from builders.common import CERT_MANAGER_NAMESPACE
-from components.charts import ChartSpec, install
-from components.manifests import register
-from settings import Settings
+from aimesh import versions
+from aimesh.builders import cert_manager as builders
+from aimesh.builders.cluster import namespace
+from aimesh.builders.common import CERT_MANAGER_NAMESPACE
+from aimesh.components.charts import ChartSpec, install
+from aimesh.components.manifests import register
+from aimesh.settings import Settings
 
 
 def chart_spec(settings: Settings) -> ChartSpec:

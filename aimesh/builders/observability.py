@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from builders import alerts, collector, dashboard, monitoring, telemetry
-from builders.common import OBSERVABILITY_NAMESPACE, metadata
-from settings import Settings, TelemetryOverride
+from aimesh.builders import alerts, collector, dashboard, monitoring, telemetry
+from aimesh.builders.common import OBSERVABILITY_NAMESPACE, metadata
+from aimesh.settings import Settings, TelemetryOverride
 
 # Pod Security Admission. `enforce: privileged` because (1) the collector's injected istio-init
 # container needs NET_ADMIN/NET_RAW to set up traffic capture (no Istio CNI in aimesh) and (2)

@@ -14,10 +14,10 @@ from typing import Any
 
 import pulumi
 
-from builders import secure_model
-from builders.common import GatewayRef
-from components.manifests import register
-from settings import ModelSettings, Settings
+from aimesh.builders import secure_model
+from aimesh.builders.common import GatewayRef
+from aimesh.components.manifests import register
+from aimesh.settings import ModelSettings, Settings
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-import versions
-from builders import istio as builders
-from builders.cluster import namespace, static_gateway_address
-from builders.common import INGRESS_NAMESPACE, ISTIO_NAMESPACE
-from components.charts import ChartSpec, install
-from components.manifests import child_options
-from settings import Settings
+from aimesh import versions
+from aimesh.builders import istio as builders
+from aimesh.builders.cluster import namespace, static_gateway_address
+from aimesh.builders.common import INGRESS_NAMESPACE, ISTIO_NAMESPACE
+from aimesh.components.charts import ChartSpec, install
+from aimesh.components.manifests import child_options
+from aimesh.settings import Settings
 
 
 def chart_specs(settings: Settings) -> dict[str, ChartSpec]:

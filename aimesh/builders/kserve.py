@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from builders.common import INGRESS_NAMESPACE, KSERVE_NAMESPACE
-from settings import Settings
+from aimesh.builders.common import INGRESS_NAMESPACE, KSERVE_NAMESPACE
+from aimesh.settings import Settings
 
 # Standard is KServe's name for raw Kubernetes Deployments (formerly "RawDeployment"); the
 # alternative, Knative, would need Knative Serving and its own gateways.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from builders import telemetry
-from builders.cluster import HTTP_NODE_PORT, HTTPS_NODE_PORT, gateway_service_type
-from builders.common import ISTIO_NAMESPACE, deep_merge
-from settings import Settings
+from aimesh.builders import telemetry
+from aimesh.builders.cluster import HTTP_NODE_PORT, HTTPS_NODE_PORT, gateway_service_type
+from aimesh.builders.common import ISTIO_NAMESPACE, deep_merge
+from aimesh.settings import Settings
 
 # Fixed names of the ingress gateway (release, Deployment, Service, ServiceAccount).
 GATEWAY_NAME = "aimesh-ingressgateway"

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from builders.common import OBSERVABILITY_NAMESPACE, metadata
-from settings import Settings
+from aimesh.builders.common import OBSERVABILITY_NAMESPACE, metadata
+from aimesh.settings import Settings
 
 RULES_API = "monitoring.coreos.com/v1"
 RULE_NAME = "aimesh-security"

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from builders.common import ISTIO_NAMESPACE, OBSERVABILITY_NAMESPACE, metadata
-from settings import Settings, TelemetryOverride
+from aimesh.builders.common import ISTIO_NAMESPACE, OBSERVABILITY_NAMESPACE, metadata
+from aimesh.settings import Settings, TelemetryOverride
 
 TELEMETRY_API = "telemetry.istio.io/v1"
 

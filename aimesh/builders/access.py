@@ -25,8 +25,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from builders.common import GatewayRef, principal
-from settings import AccessWindow, ModelSettings, RateLimit, Role, Settings
+from aimesh.builders.common import GatewayRef, principal
+from aimesh.settings import AccessWindow, ModelSettings, RateLimit, Role, Settings
 
 # The ports KServe's runtimes serve HTTP on, inside the pod (targetPort of the predictor Service,
 # InferenceServiceDefaultHttpPort) and on the predictor Service (CommonDefaultHttpPort).

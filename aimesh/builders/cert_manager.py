@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from builders.common import CERT_MANAGER_NAMESPACE, metadata
-from settings import Settings
+from aimesh.builders.common import CERT_MANAGER_NAMESPACE, metadata
+from aimesh.settings import Settings
 
 GROUP = "cert-manager.io"
 API_VERSION = f"{GROUP}/v1"

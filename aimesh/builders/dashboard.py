@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from builders import alerts
-from builders.common import OBSERVABILITY_NAMESPACE, canonical_json, metadata
-from builders.monitoring import DASHBOARD_LABEL, DASHBOARD_LABEL_VALUE
-from settings import Settings
+from aimesh.builders import alerts
+from aimesh.builders.common import OBSERVABILITY_NAMESPACE, canonical_json, metadata
+from aimesh.builders.monitoring import DASHBOARD_LABEL, DASHBOARD_LABEL_VALUE
+from aimesh.settings import Settings
 
 UID = "aimesh-model-security"
 CONFIGMAP = "aimesh-dashboard-model-security"

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 
 import pulumi
 
-from builders import gateway as build
-from builders.common import GatewayRef
-from components.manifests import child_options, register
-from settings import Settings
+from aimesh.builders import gateway as build
+from aimesh.builders.common import GatewayRef
+from aimesh.components.manifests import child_options, register
+from aimesh.settings import Settings
 
 
 class Gateway(pulumi.ComponentResource):

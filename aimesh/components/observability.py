@@ -22,12 +22,12 @@ from collections.abc import Mapping, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-import versions
-from builders import collector, monitoring, observability, telemetry
-from builders.common import OBSERVABILITY_NAMESPACE, metadata
-from components.charts import ChartSpec, install
-from components.manifests import child_options, register
-from settings import Settings
+from aimesh import versions
+from aimesh.builders import collector, monitoring, observability, telemetry
+from aimesh.builders.common import OBSERVABILITY_NAMESPACE, metadata
+from aimesh.components.charts import ChartSpec, install
+from aimesh.components.manifests import child_options, register
+from aimesh.settings import Settings
 
 
 def chart_specs(settings: Settings) -> dict[str, ChartSpec]:

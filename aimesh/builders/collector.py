@@ -16,15 +16,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
-import versions
-from builders.common import (
+from aimesh import versions
+from aimesh.builders.common import (
     INGRESS_NAMESPACE,
     OBSERVABILITY_NAMESPACE,
     metadata,
     principal,
 )
-from builders.telemetry import COLLECTOR_NAME, OTLP_GRPC_PORT
-from settings import Settings, SiemSink
+from aimesh.builders.telemetry import COLLECTOR_NAME, OTLP_GRPC_PORT
+from aimesh.settings import Settings, SiemSink
 
 CREDENTIALS_SECRET = "aimesh-siem-credentials"  # noqa: S105 - a Secret name
 COMPONENT_LABEL = "aimesh.io/component"

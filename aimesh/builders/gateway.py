@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from builders import cert_manager
-from builders.common import INGRESS_NAMESPACE, GatewayRef, metadata
-from settings import IntegrationSettings, ModelSettings, Settings
+from aimesh.builders import cert_manager
+from aimesh.builders.common import INGRESS_NAMESPACE, GatewayRef, metadata
+from aimesh.settings import IntegrationSettings, ModelSettings, Settings
 
 SECURITY_API = "security.istio.io/v1"
 NETWORKING_API = "networking.istio.io/v1"

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import versions
-from builders import access, collector
-from builders.common import (
+from aimesh import versions
+from aimesh.builders import access, collector
+from aimesh.builders.common import (
     INGRESS_NAMESPACE,
     ISTIO_NAMESPACE,
     MODEL_LABEL,
@@ -39,7 +39,7 @@ from builders.common import (
     GatewayRef,
     metadata,
 )
-from settings import ModelSettings, RateLimit, Settings
+from aimesh.settings import ModelSettings, RateLimit, Settings
 
 SECURITY_API = "security.istio.io/v1"
 NETWORKING_API = "networking.istio.io/v1"

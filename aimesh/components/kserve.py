@@ -7,13 +7,13 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-import versions
-from builders import kserve as builders
-from builders.cluster import namespace
-from builders.common import KSERVE_NAMESPACE
-from components.charts import ChartSpec, install
-from components.manifests import child_options
-from settings import Settings
+from aimesh import versions
+from aimesh.builders import kserve as builders
+from aimesh.builders.cluster import namespace
+from aimesh.builders.common import KSERVE_NAMESPACE
+from aimesh.components.charts import ChartSpec, install
+from aimesh.components.manifests import child_options
+from aimesh.settings import Settings
 
 
 def chart_specs(settings: Settings) -> dict[str, ChartSpec]:

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import pulumi
 
-from builders import mesh_security
-from components.manifests import child_options, register
-from settings import Settings
+from aimesh.builders import mesh_security
+from aimesh.components.manifests import child_options, register
+from aimesh.settings import Settings
 
 
 class MeshSecurity(pulumi.ComponentResource):

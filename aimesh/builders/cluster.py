@@ -6,9 +6,9 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-import versions
-from builders.common import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE, metadata
-from settings import Settings
+from aimesh import versions
+from aimesh.builders.common import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE, metadata
+from aimesh.settings import Settings
 
 # Fixed NodePorts of the ingress gateway Service on kind; the kind config maps host ports to them.
 HTTP_NODE_PORT = 30080

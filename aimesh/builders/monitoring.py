@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from builders.common import (
+from aimesh.builders.common import (
     CERT_MANAGER_NAMESPACE,
     ISTIO_NAMESPACE,
     OBSERVABILITY_NAMESPACE,
     metadata,
 )
-from settings import AlertReceiver, Settings
+from aimesh.settings import AlertReceiver, Settings
 
 MONITORING_API = "monitoring.coreos.com/v1"
 RELEASE = "aimesh-monitoring"

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from builders.common import ISTIO_NAMESPACE, metadata
-from settings import Settings
+from aimesh.builders.common import ISTIO_NAMESPACE, metadata
+from aimesh.settings import Settings
 
 SECURITY_API = "security.istio.io/v1"
 NETWORKING_API = "networking.istio.io/v1"

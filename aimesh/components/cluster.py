@@ -14,8 +14,8 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import yaml
 
-from builders import cluster as builders
-from settings import Settings
+from aimesh.builders import cluster as builders
+from aimesh.settings import Settings
 
 
 class Cluster(pulumi.ComponentResource):
