@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from aimesh.builders.common import PLATFORM_NAMESPACES
+from aimesh.namespaces import PLATFORM_NAMESPACES
 
 NAMESPACE = "aimesh"
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aimesh.builders.common import OBSERVABILITY_NAMESPACE, metadata
+from aimesh.builders.common import metadata
+from aimesh.namespaces import OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings
 
 RULES_API = "monitoring.coreos.com/v1"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aimesh.builders.common import CERT_MANAGER_NAMESPACE, metadata
+from aimesh.builders.common import metadata
+from aimesh.namespaces import CERT_MANAGER_NAMESPACE
 from aimesh.settings import Settings
 
 GROUP = "cert-manager.io"

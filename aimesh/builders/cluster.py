@@ -7,7 +7,8 @@ import shlex
 from typing import Any
 
 from aimesh import versions
-from aimesh.builders.common import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE, metadata
+from aimesh.builders.common import metadata
+from aimesh.namespaces import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
 from aimesh.settings import Settings
 
 # Fixed NodePorts of the ingress gateway Service on kind; the kind config maps host ports to them.

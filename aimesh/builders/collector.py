@@ -17,13 +17,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from aimesh import versions
-from aimesh.builders.common import (
-    INGRESS_NAMESPACE,
-    OBSERVABILITY_NAMESPACE,
-    metadata,
-    principal,
-)
+from aimesh.builders.common import metadata, principal
 from aimesh.builders.telemetry import COLLECTOR_NAME, OTLP_GRPC_PORT
+from aimesh.namespaces import INGRESS_NAMESPACE, OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings, SiemSink
 
 CREDENTIALS_SECRET = "aimesh-siem-credentials"  # noqa: S105 - a Secret name

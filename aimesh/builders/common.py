@@ -7,19 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Istio's root namespace: mesh-wide PeerAuthentication / AuthorizationPolicy live here.
-ISTIO_NAMESPACE = "istio-system"
-INGRESS_NAMESPACE = "istio-ingress"
-CERT_MANAGER_NAMESPACE = "cert-manager"
-KSERVE_NAMESPACE = "kserve"
-OBSERVABILITY_NAMESPACE = "aimesh-observability"
-
-# Control planes stay out of the sidecar mesh: the API server cannot speak Istio mTLS to their
-# admission webhooks.
-CONTROL_PLANE_NAMESPACES = (ISTIO_NAMESPACE, CERT_MANAGER_NAMESPACE, KSERVE_NAMESPACE)
-# Every namespace the platform itself owns: no model may be placed in one.
-PLATFORM_NAMESPACES = (*CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE, OBSERVABILITY_NAMESPACE)
-
 # Labels aimesh puts on what it creates.
 MANAGED_BY = {"app.kubernetes.io/managed-by": "aimesh"}
 MODEL_LABEL = "aimesh.io/model"

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from aimesh.builders import alerts
-from aimesh.builders.common import OBSERVABILITY_NAMESPACE, canonical_json, metadata
+from aimesh.builders.common import canonical_json, metadata
 from aimesh.builders.monitoring import DASHBOARD_LABEL, DASHBOARD_LABEL_VALUE
+from aimesh.namespaces import OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings
 
 UID = "aimesh-model-security"

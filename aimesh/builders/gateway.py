@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from aimesh.builders import cert_manager
-from aimesh.builders.common import INGRESS_NAMESPACE, GatewayRef, metadata
+from aimesh.builders.common import GatewayRef, metadata
+from aimesh.namespaces import INGRESS_NAMESPACE
 from aimesh.settings import IntegrationSettings, ModelSettings, Settings
 
 SECURITY_API = "security.istio.io/v1"

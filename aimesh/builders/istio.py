@@ -6,7 +6,8 @@ from typing import Any
 
 from aimesh.builders import telemetry
 from aimesh.builders.cluster import HTTP_NODE_PORT, HTTPS_NODE_PORT, gateway_service_type
-from aimesh.builders.common import ISTIO_NAMESPACE, deep_merge
+from aimesh.builders.common import deep_merge
+from aimesh.namespaces import ISTIO_NAMESPACE
 from aimesh.settings import Settings
 
 # Fixed names of the ingress gateway (release, Deployment, Service, ServiceAccount).

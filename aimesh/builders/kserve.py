@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aimesh.builders.common import INGRESS_NAMESPACE, KSERVE_NAMESPACE
+from aimesh.namespaces import INGRESS_NAMESPACE, KSERVE_NAMESPACE
 from aimesh.settings import Settings
 
 # Standard is KServe's name for raw Kubernetes Deployments (formerly "RawDeployment"); the

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aimesh.builders.common import ISTIO_NAMESPACE, metadata
+from aimesh.builders.common import metadata
+from aimesh.namespaces import ISTIO_NAMESPACE
 from aimesh.settings import Settings
 
 SECURITY_API = "security.istio.io/v1"

@@ -12,12 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aimesh.builders.common import (
-    CERT_MANAGER_NAMESPACE,
-    ISTIO_NAMESPACE,
-    OBSERVABILITY_NAMESPACE,
-    metadata,
-)
+from aimesh.builders.common import metadata
+from aimesh.namespaces import CERT_MANAGER_NAMESPACE, ISTIO_NAMESPACE, OBSERVABILITY_NAMESPACE
 from aimesh.settings import AlertReceiver, Settings
 
 MONITORING_API = "monitoring.coreos.com/v1"

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from aimesh.builders import alerts, collector, dashboard, monitoring, telemetry
-from aimesh.builders.common import OBSERVABILITY_NAMESPACE, metadata
+from aimesh.builders.common import metadata
+from aimesh.namespaces import OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings, TelemetryOverride
 
 # Pod Security Admission. `enforce: privileged` because (1) the collector's injected istio-init

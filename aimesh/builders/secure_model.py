@@ -29,16 +29,8 @@ from urllib.parse import urlparse
 
 from aimesh import versions
 from aimesh.builders import access, collector
-from aimesh.builders.common import (
-    INGRESS_NAMESPACE,
-    ISTIO_NAMESPACE,
-    MODEL_LABEL,
-    OBSERVABILITY_NAMESPACE,
-    ROLE_LABEL,
-    VERSION_LABEL,
-    GatewayRef,
-    metadata,
-)
+from aimesh.builders.common import MODEL_LABEL, ROLE_LABEL, VERSION_LABEL, GatewayRef, metadata
+from aimesh.namespaces import INGRESS_NAMESPACE, ISTIO_NAMESPACE, OBSERVABILITY_NAMESPACE
 from aimesh.settings import ModelSettings, RateLimit, Settings
 
 SECURITY_API = "security.istio.io/v1"

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aimesh.builders.common import ISTIO_NAMESPACE, OBSERVABILITY_NAMESPACE, metadata
+from aimesh.builders.common import metadata
+from aimesh.namespaces import ISTIO_NAMESPACE, OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings, TelemetryOverride
 
 TELEMETRY_API = "telemetry.istio.io/v1"

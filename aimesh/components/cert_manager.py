@@ -8,9 +8,9 @@ import pulumi_kubernetes as k8s
 from aimesh import versions
 from aimesh.builders import cert_manager as builders
 from aimesh.builders.cluster import namespace
-from aimesh.builders.common import CERT_MANAGER_NAMESPACE
 from aimesh.components.charts import ChartSpec, install
 from aimesh.components.manifests import register
+from aimesh.namespaces import CERT_MANAGER_NAMESPACE
 from aimesh.settings import Settings
 
 

@@ -11,9 +11,9 @@ import pulumi_kubernetes as k8s
 from aimesh import versions
 from aimesh.builders import istio as builders
 from aimesh.builders.cluster import namespace, static_gateway_address
-from aimesh.builders.common import INGRESS_NAMESPACE, ISTIO_NAMESPACE
 from aimesh.components.charts import ChartSpec, install
 from aimesh.components.manifests import child_options
+from aimesh.namespaces import INGRESS_NAMESPACE, ISTIO_NAMESPACE
 from aimesh.settings import Settings
 
 

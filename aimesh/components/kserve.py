@@ -10,9 +10,9 @@ import pulumi_kubernetes as k8s
 from aimesh import versions
 from aimesh.builders import kserve as builders
 from aimesh.builders.cluster import namespace
-from aimesh.builders.common import KSERVE_NAMESPACE
 from aimesh.components.charts import ChartSpec, install
 from aimesh.components.manifests import child_options
+from aimesh.namespaces import KSERVE_NAMESPACE
 from aimesh.settings import Settings
 
 

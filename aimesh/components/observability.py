@@ -24,9 +24,10 @@ import pulumi_kubernetes as k8s
 
 from aimesh import versions
 from aimesh.builders import collector, monitoring, observability, telemetry
-from aimesh.builders.common import OBSERVABILITY_NAMESPACE, metadata
+from aimesh.builders.common import metadata
 from aimesh.components.charts import ChartSpec, install
 from aimesh.components.manifests import child_options, register
+from aimesh.namespaces import OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings
 
 

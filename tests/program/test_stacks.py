@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from aimesh import settings
-from aimesh.builders.common import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
+from aimesh.namespaces import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
 from tools import offline, schemas
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"

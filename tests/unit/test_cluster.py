@@ -12,7 +12,7 @@ import pytest
 
 from aimesh import settings, versions
 from aimesh.builders import cluster
-from aimesh.builders.common import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
+from aimesh.namespaces import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
 from tools import prereqs, schemas
 
 

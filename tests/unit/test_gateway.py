@@ -16,7 +16,7 @@ import pytest
 
 from aimesh import settings
 from aimesh.builders import cert_manager, gateway, istio, mesh_security
-from aimesh.builders.common import INGRESS_NAMESPACE, ISTIO_NAMESPACE
+from aimesh.namespaces import INGRESS_NAMESPACE, ISTIO_NAMESPACE
 from tools import schemas
 
 # ---- a model of Istio's request authentication + authorization at one workload -------------

@@ -9,7 +9,7 @@ import pytest
 
 from aimesh import settings
 from aimesh.builders import mesh_security
-from aimesh.builders.common import ISTIO_NAMESPACE
+from aimesh.namespaces import ISTIO_NAMESPACE
 from tools import schemas
 
 DEFAULTS = settings.parse({})
