@@ -3,7 +3,7 @@
     python -m tools.access_matrix --stack dev [--output docs/access-matrix.md]
 
 Computed by the same builders that create the AuthorizationPolicies (builders/access.py and
-builders/secure_model.py), from the stack's config (Pulumi.yaml defaults + Pulumi.<stack>.yaml),
+builders/secure_model/), from the stack's config (Pulumi.yaml defaults + Pulumi.<stack>.yaml),
 so the report and the policies cannot disagree. No Pulumi engine or cluster is needed.
 """
 
@@ -20,6 +20,8 @@ import yaml
 from aimesh import settings as settings_module
 from aimesh.builders import access, secure_model
 from aimesh.builders.gateway import reference
+from aimesh.builders.secure_model.egress import egress_hosts
+from aimesh.builders.secure_model.serving import service_host
 from aimesh.settings import Settings
 from tools import offline
 
@@ -81,12 +83,12 @@ def render(settings: Settings, stack: str) -> str:
             if model.rate_limit
             else "none"
         )
-        egress = ", ".join(f"`{h.host}:{h.port}`" for h in secure_model.egress_hosts(model))
+        egress = ", ".join(f"`{h.host}:{h.port}`" for h in egress_hosts(model))
         lines += [
             f"## `{model.name}` (namespace `{model.ns}`, protocol {model.protocol})",
             "",
             f"- endpoint: `https://{model.name}.{settings.gateway_domain}` (gateway), "
-            f"`http://{secure_model.service_host(model)}` (mesh)",
+            f"`http://{service_host(model)}` (mesh)",
             f"- versions: {versions}; model-wide rate limit: {limit}",
             f"- response masking: {'on' if settings.masking_enabled(model) else 'off'}",
             f"- egress: {egress or 'none'}",

@@ -1,7 +1,7 @@
 """The access model: who may call which model, how (methods and paths) and when (pure).
 
 One `AccessRow` per grant (an in-mesh caller or an external integration of one model). The
-AuthorizationPolicies of builders/secure_model.py are BUILT FROM these rows, and the access
+AuthorizationPolicies of builders/secure_model/ are BUILT FROM these rows, and the access
 matrix (stack output `accessMatrix`, `python -m tools.access_matrix`) is the same rows printed,
 so the report and the policies cannot disagree.
 

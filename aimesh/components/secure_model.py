@@ -1,4 +1,4 @@
-"""SecureModel: one model, served and locked down (see builders/secure_model.py for the what).
+"""SecureModel: one model, served and locked down (see builders/secure_model/ for the what).
 
 The component only registers what the builders return, in an order that never leaves a model
 pod unguarded: namespace -> service account and every guard (ALLOW/DENY policies, JWT

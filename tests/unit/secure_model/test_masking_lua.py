@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aimesh.builders import secure_model
+from aimesh.builders.secure_model import masking
 
 lupa = pytest.importorskip("lupa", reason="lupa runs the Lua filter")
 
@@ -53,7 +53,7 @@ AMEX = "3782-822463-10005"
 @pytest.fixture(scope="module")
 def lua() -> Any:
     runtime = lua_impl.LuaRuntime(unpack_returned_tuples=True)
-    runtime.execute(secure_model.lua_source())
+    runtime.execute(masking.lua_source())
     runtime.execute(FAKE_ENVOY)
     return runtime
 
@@ -182,9 +182,7 @@ def test_filter_embeds_exactly_this_source() -> None:
     model = parse(
         {"models": [{"name": "m", "format": "sklearn", "storageUri": "gs://b/m"}]}
     ).models[0]
-    envoy_filter = secure_model.masking_filter(settings, model)
+    envoy_filter = masking.masking_filter(settings, model)
     assert envoy_filter is not None
     value = envoy_filter["spec"]["configPatches"][0]["patch"]["value"]
-    assert value["typed_config"]["default_source_code"]["inline_string"] == (
-        secure_model.lua_source()
-    )
+    assert value["typed_config"]["default_source_code"]["inline_string"] == (masking.lua_source())

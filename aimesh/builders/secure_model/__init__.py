@@ -1,0 +1,101 @@
+"""One model, served and locked down: every Kubernetes object of a SecureModel (pure builders).
+
+What a model gets, one module each:
+
+- `serving`: its own namespace, sidecar-injected, so that every byte to and from it is mTLS
+  (STRICT is mesh-wide, components/mesh_security.py) and every request is checked by its
+  sidecar; a dedicated service account with no API token; a KServe InferenceService in Standard
+  (raw Deployment) mode with a hardened pod, a canary as a second predictor (`spec.canary`,
+  KServe >= 0.20), and one weighted Istio VirtualService that routes both versions;
+- `authorization`: built from builders/access.py rows: a namespace-wide deny-all, ALLOW rules
+  that name exact principals, methods and paths, a DENY of operator paths for everyone but
+  admins, and JWT validation again at the model for integrations (the gateway forwards the token);
+- `windows`: one closed-by-default policy per batch caller that CronJobs open and close;
+- `rbac`: managers manage the InferenceServices, callers may only read them;
+- `rate_limit`: Envoy local rate limits (per model, per caller);
+- `masking`: response masking in non-production stacks;
+- `egress`: a ServiceEntry for the storage host(s) and allowlist only;
+- `network`: NetworkPolicies with default deny.
+
+`meta` (API versions, labels, selector) and `sidecar` (where our HTTP filters go) are shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aimesh.builders import access
+from aimesh.builders.common import GatewayRef
+from aimesh.builders.secure_model import (
+    authorization,
+    egress,
+    masking,
+    network,
+    rate_limit,
+    rbac,
+    serving,
+    windows,
+)
+from aimesh.settings import ModelSettings, Settings
+
+
+@dataclass
+class ModelObjects:
+    """Every manifest of one model, grouped by the order they must be applied in.
+
+    `namespace` first; `identity` (service accounts) and `guards` (authorization, network
+    policies, filters, egress) next; `deny_all` once the ALLOW rules exist; `windows` are the
+    batch policies the CronJobs own after creation; `workload` (InferenceService, VirtualService)
+    last, so no model pod ever runs unguarded."""
+
+    namespace: dict[str, Any]
+    identity: list[dict[str, Any]] = field(default_factory=list)
+    allow: list[dict[str, Any]] = field(default_factory=list)
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    deny_all: dict[str, Any] = field(default_factory=dict)
+    guards: list[dict[str, Any]] = field(default_factory=list)
+    workload: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[access.AccessRow] = field(default_factory=list)
+
+    def all(self) -> list[dict[str, Any]]:
+        return [
+            self.namespace,
+            *self.identity,
+            *self.allow,
+            *self.windows,
+            self.deny_all,
+            *self.guards,
+            *self.workload,
+        ]
+
+
+def build(settings: Settings, model: ModelSettings, gateway: GatewayRef) -> ModelObjects:
+    """Every object of one model, from the same access rows as the access matrix."""
+    rows = access.rows(settings, model, gateway)
+    objects = ModelObjects(namespace=serving.namespace(model), rows=rows)
+    objects.identity.append(serving.service_account(model))
+    allow = authorization.allow_policy(model, rows)
+    if allow is not None:
+        objects.allow.append(allow)
+    objects.allow.append(authorization.deny_admin(model, rows))
+    jwt = authorization.request_authentication(settings, model)
+    if jwt is not None:
+        objects.allow.append(jwt)
+    for row in rows:
+        if row.batch:
+            objects.windows.append(windows.window_policy(model, row))
+            objects.guards.extend(windows.window_controller(model, row))
+    objects.deny_all = authorization.deny_all(model)
+    objects.guards.extend(rbac.rbac(model))
+    objects.guards.extend(network.network_policies(model, rows, settings.observability))
+    for optional in (
+        egress.service_entry(model),
+        rate_limit.rate_limit_filter(model, rows),
+        masking.masking_filter(settings, model),
+    ):
+        if optional is not None:
+            objects.guards.append(optional)
+    objects.workload.append(serving.inference_service(model))
+    objects.workload.append(serving.virtual_service(settings, model, gateway))
+    return objects
