@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "policy-pack"))
 
 from aimesh_policies import CONCERNS, PACK_NAME, all_policies  # noqa: E402
 from aimesh_policies.framework import COMMON_CONFIG_SCHEMA, Policy  # noqa: E402
-from aimesh_policies.objects import HELM_VALUES, MESH_CONFIG  # noqa: E402
+from aimesh_policies.k8s_object import HELM_VALUES, MESH_CONFIG  # noqa: E402
 
 CONCERN_TITLES = {
     "mtls": "Mutual TLS",

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, Final
 
+from aimesh_policies.accessors import SENTINEL_UNKNOWN_STRING, UNKNOWN
 from aimesh_policies.framework import (
     Context,
     Finding,
@@ -25,14 +26,8 @@ from aimesh_policies.framework import (
     evaluate,
     evaluate_stack,
 )
-from aimesh_policies.objects import (
-    SENTINEL_UNKNOWN_STRING,
-    UNKNOWN,
-    K8sObject,
-    normalized,
-    quick_group_kinds,
-    to_objects,
-)
+from aimesh_policies.k8s_object import K8sObject
+from aimesh_policies.objects import normalized, quick_group_kinds, to_objects
 
 PACK_NAME: Final = "aimesh-zero-trust"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from aimesh_policies.accessors import as_str, maps, str_list
 from aimesh_policies.authz import (
     ANONYMOUS_PATHS_CONFIG,
     AP_CRITICAL,
@@ -18,6 +19,7 @@ from aimesh_policies.authz import (
     requires_request_principal,
 )
 from aimesh_policies.framework import Context, Finding, Level, Policy, Severity, finding
+from aimesh_policies.k8s_object import K8sObject
 from aimesh_policies.meshlib import (
     AUTHORIZATION_POLICY,
     REQUEST_AUTHENTICATION,
@@ -29,14 +31,7 @@ from aimesh_policies.meshlib import (
     rules,
     sources,
 )
-from aimesh_policies.objects import (
-    K8sObject,
-    as_str,
-    maps,
-    selector_labels,
-    str_list,
-    target_refs,
-)
+from aimesh_policies.pods import selector_labels, target_refs
 
 
 def _covers(policy: K8sObject, ra: K8sObject, ctx: Context) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from aimesh_policies.accessors import as_str, get, maps, str_list
 from aimesh_policies.framework import (
     Context,
     Finding,
@@ -21,6 +22,7 @@ from aimesh_policies.framework import (
     Severity,
     finding,
 )
+from aimesh_policies.k8s_object import MESH_CONFIG, K8sObject
 from aimesh_policies.meshlib import (
     AUTHORIZATION_POLICY,
     INFERENCE_SERVICE,
@@ -42,16 +44,7 @@ from aimesh_policies.meshlib import (
     rules,
     sources,
 )
-from aimesh_policies.objects import (
-    MESH_CONFIG,
-    K8sObject,
-    as_str,
-    get,
-    maps,
-    selector_labels,
-    str_list,
-    target_refs,
-)
+from aimesh_policies.pods import selector_labels, target_refs
 
 # Critical paths of an AuthorizationPolicy: unknown here means the pack cannot tell what it admits.
 AP_CRITICAL: Final = ("metadata.namespace", "spec.action", "spec.selector", "spec.rules")

@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
+from aimesh_policies.accessors import UNKNOWN, as_list, as_map, as_str, maps
 from aimesh_policies.framework import (
     Context,
     Finding,
@@ -24,6 +25,7 @@ from aimesh_policies.framework import (
     unknown_finding,
 )
 from aimesh_policies.guards import unknown_at
+from aimesh_policies.k8s_object import MESH_CONFIG, K8sObject
 from aimesh_policies.meshlib import (
     INFERENCE_SERVICE,
     LLM_INFERENCE_SERVICE,
@@ -31,15 +33,6 @@ from aimesh_policies.meshlib import (
     NETWORKING,
     model_namespaces,
     namespace_of,
-)
-from aimesh_policies.objects import (
-    MESH_CONFIG,
-    UNKNOWN,
-    K8sObject,
-    as_list,
-    as_map,
-    as_str,
-    maps,
 )
 
 SIDECAR: Final = (NETWORKING, "Sidecar")

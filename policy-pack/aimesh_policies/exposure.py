@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from aimesh_policies.accessors import UNKNOWN, as_bool, as_list, as_map, as_str, str_list, str_map
 from aimesh_policies.framework import (
     Context,
     Finding,
@@ -25,6 +26,7 @@ from aimesh_policies.framework import (
     unknown_finding,
 )
 from aimesh_policies.guards import unknown_at
+from aimesh_policies.k8s_object import MESH_CONFIG, K8sObject
 from aimesh_policies.meshlib import (
     INFERENCE_SERVICE,
     LLM_INFERENCE_SERVICE,
@@ -35,19 +37,7 @@ from aimesh_policies.meshlib import (
     model_namespaces,
     namespace_of,
 )
-from aimesh_policies.objects import (
-    MESH_CONFIG,
-    POD_TEMPLATE_PATHS,
-    UNKNOWN,
-    K8sObject,
-    as_bool,
-    as_list,
-    as_map,
-    as_str,
-    pods,
-    str_list,
-    str_map,
-)
+from aimesh_policies.pods import POD_TEMPLATE_PATHS, pods
 
 SERVICE: Final = ("", "Service")
 ISTIO_GATEWAY: Final = (NETWORKING, "Gateway")

@@ -7,7 +7,7 @@ A policy is data plus pure functions over `K8sObject`s:
 - optionally `fix(obj)` returning a corrected manifest when a safe automatic fix exists.
 
 The pulumi_policy wrappers (`aimesh_policies.build_pulumi_policies`) are thin and catch nothing by
-design: checks are total (they use the safe accessors of `objects`), which the property-based
+design: checks are total (they use the safe accessors of `accessors.py`), which the property-based
 tests prove over malformed manifests and unknown values.
 
 Unknown values: a policy lists its `critical` fields; when any of them is unknown during preview,
@@ -24,10 +24,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final
 
-from aimesh_policies.objects import (
+from aimesh_policies.accessors import (
     UNKNOWN,
-    GroupKind,
-    K8sObject,
     as_int,
     as_list,
     as_map,
@@ -36,6 +34,7 @@ from aimesh_policies.objects import (
     str_map,
     unproxied,
 )
+from aimesh_policies.k8s_object import GroupKind, K8sObject
 
 
 class Level(Enum):
@@ -200,7 +199,7 @@ class Context:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | object) -> Context:
-        from aimesh_policies.objects import plain
+        from aimesh_policies.accessors import plain
 
         raw = plain(config)
         raw = raw if isinstance(raw, Mapping) else {}

@@ -5,8 +5,9 @@ container is not a reason to complain about privileges)."""
 
 from __future__ import annotations
 
+from aimesh_policies.accessors import UNKNOWN, as_list, get
 from aimesh_policies.framework import Finding, unknown_finding
-from aimesh_policies.objects import UNKNOWN, K8sObject, as_list, get
+from aimesh_policies.k8s_object import K8sObject
 
 
 def _expand(obj: K8sObject, path: str) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from aimesh_policies.accessors import UNKNOWN, as_int, as_map, as_str, get
 from aimesh_policies.framework import (
     Context,
     Finding,
@@ -22,21 +23,10 @@ from aimesh_policies.framework import (
     show,
     unknown_finding,
 )
+from aimesh_policies.k8s_object import HELM_VALUES, K8sObject
 from aimesh_policies.meshlib import NAMESPACE, namespace_of
-from aimesh_policies.objects import (
-    HELM_VALUES,
-    ISTIOD_CHARTS,
-    KSERVE_GROUP,
-    POD_TEMPLATE_PATHS,
-    UNKNOWN,
-    K8sObject,
-    as_int,
-    as_map,
-    as_str,
-    get,
-    is_istiod_values,
-    pods,
-)
+from aimesh_policies.objects import ISTIOD_CHARTS, is_istiod_values
+from aimesh_policies.pods import KSERVE_GROUP, POD_TEMPLATE_PATHS, pods
 
 INJECTION_LABEL: Final = "istio-injection"
 REVISION_LABEL: Final = "istio.io/rev"

@@ -9,19 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from aimesh_policies.accessors import as_list, as_map, as_str, maps, str_map
 from aimesh_policies.framework import Context
-from aimesh_policies.objects import (
-    ISVC_COMPONENTS,
-    KSERVE_GROUP,
-    K8sObject,
-    as_list,
-    as_map,
-    as_str,
-    maps,
-    selector_labels,
-    str_map,
-    target_refs,
-)
+from aimesh_policies.k8s_object import K8sObject
+from aimesh_policies.pods import ISVC_COMPONENTS, KSERVE_GROUP, selector_labels, target_refs
 
 SECURITY: Final = "security.istio.io"
 NETWORKING: Final = "networking.istio.io"

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from aimesh_policies.accessors import UNKNOWN, as_bool, as_int, as_list, as_map, as_str, get, maps
 from aimesh_policies.framework import (
     Context,
     Finding,
@@ -24,26 +25,14 @@ from aimesh_policies.framework import (
     finding,
     show,
 )
+from aimesh_policies.k8s_object import HELM_VALUES, MESH_CONFIG, K8sObject
 from aimesh_policies.meshlib import (
     DESTINATION_RULE,
     PEER_AUTHENTICATION,
     is_mesh_wide,
     scope,
 )
-from aimesh_policies.objects import (
-    HELM_VALUES,
-    ISTIOD_CHARTS,
-    MESH_CONFIG,
-    UNKNOWN,
-    K8sObject,
-    as_bool,
-    as_int,
-    as_list,
-    as_map,
-    as_str,
-    get,
-    maps,
-)
+from aimesh_policies.objects import ISTIOD_CHARTS
 
 _DOWNGRADES: Final = ("PERMISSIVE", "DISABLE")
 

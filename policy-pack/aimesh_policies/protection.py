@@ -14,6 +14,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from aimesh_policies.accessors import (
+    UNKNOWN,
+    as_bool,
+    as_int,
+    as_list,
+    as_map,
+    as_str,
+    get,
+    maps,
+    str_list,
+)
 from aimesh_policies.framework import (
     Context,
     Finding,
@@ -25,23 +36,9 @@ from aimesh_policies.framework import (
     unknown_finding,
 )
 from aimesh_policies.guards import unknown_at
+from aimesh_policies.k8s_object import HELM_VALUES, K8sObject
 from aimesh_policies.meshlib import namespace_of
-from aimesh_policies.objects import (
-    HELM_VALUES,
-    ISVC_COMPONENTS,
-    ISVC_CONTAINER_KEYS,
-    KSERVE_GROUP,
-    UNKNOWN,
-    K8sObject,
-    as_bool,
-    as_int,
-    as_list,
-    as_map,
-    as_str,
-    get,
-    maps,
-    str_list,
-)
+from aimesh_policies.pods import ISVC_COMPONENTS, ISVC_CONTAINER_KEYS, KSERVE_GROUP
 from aimesh_policies.workload import KSERVE_CHARTS
 
 CERTIFICATE: Final = ("cert-manager.io", "Certificate")

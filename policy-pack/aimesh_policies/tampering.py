@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from aimesh_policies.accessors import UNKNOWN, as_bool, as_list, as_map, as_str, get, str_list
 from aimesh_policies.framework import (
     Context,
     Finding,
@@ -25,17 +26,8 @@ from aimesh_policies.framework import (
     unknown_finding,
 )
 from aimesh_policies.guards import unknown_at
+from aimesh_policies.k8s_object import K8sObject
 from aimesh_policies.meshlib import NETWORKING, namespace_of
-from aimesh_policies.objects import (
-    UNKNOWN,
-    K8sObject,
-    as_bool,
-    as_list,
-    as_map,
-    as_str,
-    get,
-    str_list,
-)
 
 ENVOY_FILTER: Final = (NETWORKING, "EnvoyFilter")
 TELEMETRY: Final = ("telemetry.istio.io", "Telemetry")

@@ -14,6 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
+from aimesh_policies.accessors import (
+    UNKNOWN,
+    as_bool,
+    as_int,
+    as_list,
+    as_map,
+    as_str,
+    str_list,
+    str_map,
+)
 from aimesh_policies.framework import (
     Context,
     Finding,
@@ -25,24 +35,15 @@ from aimesh_policies.framework import (
     show,
     unknown_finding,
 )
-from aimesh_policies.objects import (
-    HELM_VALUES,
-    ISTIOD_CHARTS,
+from aimesh_policies.k8s_object import HELM_VALUES, K8sObject
+from aimesh_policies.objects import ISTIOD_CHARTS
+from aimesh_policies.pods import (
     ISVC_COMPONENTS,
     ISVC_CONTAINER_KEYS,
     KSERVE_GROUP,
     POD_TEMPLATE_PATHS,
-    UNKNOWN,
-    K8sObject,
     PodView,
-    as_bool,
-    as_int,
-    as_list,
-    as_map,
-    as_str,
     pods,
-    str_list,
-    str_map,
 )
 
 # The Envoy sidecar's UID and GID: Istio's iptables `RETURN` packets whose owner is this user or

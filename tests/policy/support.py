@@ -12,8 +12,10 @@ from typing import Any
 import pulumi_policy
 import yaml
 from aimesh_policies import all_policies
+from aimesh_policies.accessors import SENTINEL_UNKNOWN_STRING
 from aimesh_policies.framework import Context, Finding, Policy, evaluate, evaluate_stack
-from aimesh_policies.objects import SENTINEL_UNKNOWN_STRING, K8sObject, to_objects
+from aimesh_policies.k8s_object import K8sObject
+from aimesh_policies.objects import to_objects
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Resource options as the analyzer builds them (the policies never read them).

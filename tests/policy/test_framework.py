@@ -14,6 +14,16 @@ from aimesh_policies import (
     config_schema,
     missing_concerns,
 )
+from aimesh_policies.accessors import (
+    SENTINEL_UNKNOWN_STRING,
+    UNKNOWN,
+    UNKNOWN_SENTINELS,
+    as_bool,
+    as_int,
+    get,
+    plain,
+    unknown_paths,
+)
 from aimesh_policies.framework import (
     COMMON_CONFIG_SCHEMA,
     Context,
@@ -22,25 +32,10 @@ from aimesh_policies.framework import (
     Severity,
     evaluate,
 )
+from aimesh_policies.k8s_object import HELM_VALUES, MESH_CONFIG, SOURCE_CHART_VALUES, K8sObject
 from aimesh_policies.mtls import POLICIES as MTLS
-from aimesh_policies.objects import (
-    HELM_VALUES,
-    MESH_CONFIG,
-    SENTINEL_UNKNOWN_STRING,
-    SOURCE_CHART_VALUES,
-    UNKNOWN,
-    UNKNOWN_SENTINELS,
-    K8sObject,
-    as_bool,
-    as_int,
-    get,
-    object_from_manifest,
-    plain,
-    pods,
-    quick_group_kinds,
-    to_objects,
-    unknown_paths,
-)
+from aimesh_policies.objects import object_from_manifest, quick_group_kinds, to_objects
+from aimesh_policies.pods import pods
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
@@ -495,8 +490,8 @@ def test_sentinels_match_the_sdk() -> None:
 
 
 def test_show_prints_integral_doubles_as_integers() -> None:
+    from aimesh_policies.accessors import UNKNOWN
     from aimesh_policies.framework import show
-    from aimesh_policies.objects import UNKNOWN
 
     assert show(80.0) == "80"
     assert show(80) == "80"

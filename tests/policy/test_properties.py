@@ -14,14 +14,10 @@ from typing import Any
 import pulumi_policy
 import pytest
 from aimesh_policies import all_policies, build_pulumi_policies
+from aimesh_policies.accessors import UNKNOWN_SENTINELS
 from aimesh_policies.framework import Context, evaluate, evaluate_stack
-from aimesh_policies.objects import (
-    HELM_VALUES,
-    SYNTHETIC_GROUP,
-    UNKNOWN_SENTINELS,
-    K8sObject,
-    to_objects,
-)
+from aimesh_policies.k8s_object import HELM_VALUES, SYNTHETIC_GROUP, K8sObject
+from aimesh_policies.objects import to_objects
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pulumi_policy.deserialize import deserialize_properties

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 from aimesh_policies import all_policies, build_pulumi_policies
+from aimesh_policies.accessors import UNKNOWN_SENTINELS
 from aimesh_policies.egress import covers_everything
 from aimesh_policies.framework import Context, Policy, evaluate, evaluate_stack
-from aimesh_policies.objects import UNKNOWN_SENTINELS, K8sObject, object_from_manifest
+from aimesh_policies.k8s_object import K8sObject
+from aimesh_policies.objects import object_from_manifest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

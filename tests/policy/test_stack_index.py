@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 from aimesh_policies import authn, authz
+from aimesh_policies.accessors import maps
 from aimesh_policies.framework import Context, Finding
+from aimesh_policies.k8s_object import K8sObject
 from aimesh_policies.meshlib import (
     AUTHORIZATION_POLICY,
     INFERENCE_SERVICE,
@@ -30,7 +32,8 @@ from aimesh_policies.meshlib import (
     of_kind,
     rules,
 )
-from aimesh_policies.objects import K8sObject, maps, object_from_manifest, target_refs
+from aimesh_policies.objects import object_from_manifest
+from aimesh_policies.pods import target_refs
 
 ROOT = "istio-system"
 # Enough namespaces that some hold a covering policy and others do not.
