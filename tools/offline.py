@@ -148,7 +148,17 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                             else None
                         ),
                         "additionalSecretOutputs": list(request.additionalSecretOutputs),
-                        "aliases": list(request.aliasURNs),
+                        "aliases": [
+                            *request.aliasURNs,
+                            *(a.urn for a in request.aliases if a.WhichOneof("alias") == "urn"),
+                        ],
+                        # Aliases the engine resolves itself (what `pulumi.Alias(type_=...)`
+                        # sends): the fields the program set, e.g. {"type": <old token>}.
+                        "aliasSpecs": [
+                            _alias_spec(a.spec)
+                            for a in request.aliases
+                            if a.WhichOneof("alias") == "spec"
+                        ],
                         "customTimeouts": {
                             "create": request.customTimeouts.create,
                             "update": request.customTimeouts.update,
@@ -166,6 +176,11 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 rpc.deserialize_properties(request.outputs, keep_unknowns=True)
             )
         return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
+
+
+def _alias_spec(spec: Any) -> dict[str, Any]:
+    fields = ("name", "type", "stack", "project", "parentUrn", "noParent")
+    return {f: getattr(spec, f) for f in fields if getattr(spec, f)}
 
 
 def project_defaults(project_file: Path = ROOT / "Pulumi.yaml") -> dict[str, Any]:
