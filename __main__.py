@@ -5,52 +5,69 @@ Order: Cluster -> CertManager -> Istio -> KServe / MeshSecurity / Gateway / Obse
 one SecureModel per model. Every step names what it waits for, so one `pulumi up` converges.
 """
 
+from collections.abc import Sequence
+
 import pulumi
 
 from aimesh import settings
-from aimesh.components.cert_manager import CertManager
-from aimesh.components.cluster import Cluster
-from aimesh.components.gateway import Gateway
-from aimesh.components.istio import Istio
-from aimesh.components.kserve import KServe
-from aimesh.components.mesh_security import MeshSecurity
-from aimesh.components.observability import NamespaceTelemetry, Observability
-from aimesh.components.secure_model import SecureModel, SecureModelArgs
+from aimesh.components import (
+    CertManager,
+    CertManagerArgs,
+    Cluster,
+    ClusterArgs,
+    Gateway,
+    GatewayArgs,
+    Istio,
+    IstioArgs,
+    KServe,
+    KServeArgs,
+    MeshSecurity,
+    MeshSecurityArgs,
+    NamespaceTelemetry,
+    NamespaceTelemetryArgs,
+    Observability,
+    ObservabilityArgs,
+    SecureModel,
+    SecureModelArgs,
+)
 
 config = settings.load()
 
-cluster = Cluster("aimesh", config)
-on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
+cluster = Cluster("aimesh", ClusterArgs(config))
 
-cert_manager = CertManager("aimesh", config, opts=on_cluster)
-istio = Istio("aimesh", config, depends_on=cert_manager.ready, opts=on_cluster)
-kserve = KServe("aimesh", config, depends_on=[*cert_manager.ready, *istio.ready], opts=on_cluster)
-mesh = MeshSecurity("aimesh", config, depends_on=istio.ready, opts=on_cluster)
+
+def on_cluster(*after: Sequence[pulumi.Resource]) -> pulumi.ResourceOptions:
+    """Through the cluster's provider, waiting for `after` (each component hands that on)."""
+    return pulumi.ResourceOptions(
+        providers={"kubernetes": cluster.provider},
+        depends_on=[r for group in after for r in group],
+    )
+
+
+cert_manager = CertManager("aimesh", CertManagerArgs(config), opts=on_cluster())
+istio = Istio("aimesh", IstioArgs(config), opts=on_cluster(cert_manager.ready))
+kserve = KServe("aimesh", KServeArgs(config), opts=on_cluster(cert_manager.ready, istio.ready))
+mesh = MeshSecurity("aimesh", MeshSecurityArgs(config), opts=on_cluster(istio.ready))
 gateway = Gateway(
     "aimesh",
-    config,
-    depends_on=[*cert_manager.ready, *istio.ready],
-    issuer=cert_manager.issuer,
-    opts=on_cluster,
+    GatewayArgs(config, issuer=cert_manager.issuer),
+    opts=on_cluster(cert_manager.ready, istio.ready),
 )
 if config.observability:
-    Observability("aimesh", config, depends_on=istio.ready, opts=on_cluster)
+    Observability("aimesh", ObservabilityArgs(config), opts=on_cluster(istio.ready))
 
 models = [
     SecureModel(
         model.name,
-        SecureModelArgs(model=model, settings=config, gateway=gateway.reference),
-        opts=pulumi.ResourceOptions(
-            providers={"kubernetes": cluster.provider},
-            depends_on=[*kserve.ready, *mesh.ready, *gateway.ready],
-        ),
+        SecureModelArgs(model=model, gateway=gateway.reference, platform=config),
+        opts=on_cluster(kserve.ready, mesh.ready, gateway.ready),
     )
     for model in config.models
 ]
 
 # Per-namespace telemetry overrides tune namespaces the models create, so they come last.
 if config.observability and config.telemetry_overrides:
-    NamespaceTelemetry("aimesh", config, depends_on=models, opts=on_cluster)
+    NamespaceTelemetry("aimesh", NamespaceTelemetryArgs(config), opts=on_cluster(models))
 
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("gatewayAddress", istio.gateway_address)

@@ -25,8 +25,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from aimesh.builders.common import GatewayRef, principal
-from aimesh.settings import AccessWindow, ModelSettings, RateLimit, Role, Settings
+from aimesh.builders.common import GatewayRef, ModelPlatform, principal
+from aimesh.settings import AccessWindow, ModelSettings, RateLimit, Role
 
 # The ports KServe's runtimes serve HTTP on, inside the pod (targetPort of the predictor Service,
 # InferenceServiceDefaultHttpPort) and on the predictor Service (CommonDefaultHttpPort).
@@ -197,9 +197,9 @@ def request_principals(issuer: str, subjects: list[str]) -> list[str]:
     return [f"{issuer}/{s}" for s in subjects] if subjects else [f"{issuer}/*"]
 
 
-def rows(settings: Settings, model: ModelSettings, gateway: GatewayRef) -> list[AccessRow]:
+def rows(platform: ModelPlatform, model: ModelSettings, gateway: GatewayRef) -> list[AccessRow]:
     """Every grant on `model`, in config order: in-mesh callers, then integrations."""
-    td = settings.trust_domain
+    td = platform.trust_domain
     versions = ("stable", "canary") if model.canary is not None else ("stable",)
     out: list[AccessRow] = []
     for caller in model.callers:
@@ -224,9 +224,9 @@ def rows(settings: Settings, model: ModelSettings, gateway: GatewayRef) -> list[
                 versions=versions,
             )
         )
-    integrations = {i.name: i for i in settings.integrations}
+    integrations = {i.name: i for i in platform.integrations}
     for grant in model.integrations:
-        integration = integrations[grant.name]  # settings validated the reference
+        integration = integrations[grant.name]  # validated by Settings (or SecureModelArgs)
         out.append(
             AccessRow(
                 model=model.name,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from aimesh.settings import IntegrationSettings, ModelSettings
 
 # Labels aimesh puts on what it creates.
 MANAGED_BY = {"app.kubernetes.io/managed-by": "aimesh"}
@@ -34,6 +36,22 @@ class GatewayRef:
 
     def principal(self, trust_domain: str) -> str:
         return principal(trust_domain, self.namespace, self.service_account)
+
+
+class ModelPlatform(Protocol):
+    """What a model's objects depend on besides the model and the gateway. The stack's whole
+    `Settings` is one; the protocol names the little a model really reads."""
+
+    @property
+    def trust_domain(self) -> str: ...
+
+    @property
+    def integrations(self) -> Sequence[IntegrationSettings]: ...
+
+    @property
+    def observability(self) -> bool: ...
+
+    def masking_enabled(self, model: ModelSettings) -> bool: ...
 
 
 def principal(trust_domain: str, namespace: str, service_account: str) -> str:

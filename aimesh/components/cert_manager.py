@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -9,9 +11,13 @@ from aimesh import versions
 from aimesh.builders import cert_manager as builders
 from aimesh.builders.cluster import namespace
 from aimesh.components.charts import ChartSpec, install
-from aimesh.components.manifests import register
+from aimesh.components.manifests import aliased, child_options, register, upstream
 from aimesh.namespaces import CERT_MANAGER_NAMESPACE
 from aimesh.settings import Settings
+
+TYPE = "aimesh:certManager:CertManager"
+# Earlier type tokens (snake_case module): aliased, so existing stacks keep their resources.
+OLD_TYPES = ("aimesh:cert_manager:CertManager",)
 
 
 def chart_spec(settings: Settings) -> ChartSpec:
@@ -28,6 +34,13 @@ def chart_spec(settings: Settings) -> ChartSpec:
     )
 
 
+@dataclass(frozen=True)
+class CertManagerArgs:
+    """The platform's settings: the issuer chain (`issuerType` and its keys) and chart values."""
+
+    settings: Settings
+
+
 class CertManager(pulumi.ComponentResource):
     """cert-manager and the issuer chain; `issuer` names the issuer of gateway certificates."""
 
@@ -36,20 +49,22 @@ class CertManager(pulumi.ComponentResource):
     chart: pulumi.Resource
 
     def __init__(
-        self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: CertManagerArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("aimesh:cert_manager:CertManager", name, None, opts)
+        super().__init__(TYPE, name, None, aliased(opts, *OLD_TYPES))
+        settings = args.settings
         render = settings.cluster_mode == "render"
+        waits = upstream(opts)
         ns = k8s.core.v1.Namespace(
             f"{name}-cert-manager-ns",
             metadata=namespace(CERT_MANAGER_NAMESPACE, injected=False)["metadata"],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=child_options(self, waits),
         )
         self.chart = install(
             f"{name}-cert-manager",
             chart_spec(settings),
             render=render,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
+            opts=child_options(self, waits, [ns]),
         )
         # Each issuer object waits for the chart (CRDs + a webhook that answers) and for the
         # one before it (the CA issuer needs the root certificate's secret).
@@ -60,7 +75,7 @@ class CertManager(pulumi.ComponentResource):
                 register(
                     f"{name}-{meta['name']}",
                     manifest,
-                    pulumi.ResourceOptions(parent=self, depends_on=[self.chart, *issued]),
+                    child_options(self, waits, [self.chart, *issued]),
                 )
             )
         self.issuer = builders.issuer_ref(settings)

@@ -9,13 +9,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
 import yaml
 
 from aimesh.builders import cluster as builders
+from aimesh.components.manifests import child_options, upstream
 from aimesh.settings import Settings
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    """The platform's settings: `clusterMode` and the keys of that mode (kind's cluster name
+    and ports, an existing kubeconfig/context, or the render directory)."""
+
+    settings: Settings
 
 
 class Cluster(pulumi.ComponentResource):
@@ -27,12 +38,13 @@ class Cluster(pulumi.ComponentResource):
     kind: command.local.Command | None
 
     def __init__(
-        self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("aimesh:cluster:Cluster", name, None, opts)
+        settings = args.settings
         self.render = settings.cluster_mode == "render"
         self.kind = None
-        child = pulumi.ResourceOptions(parent=self)
+        child = child_options(self, upstream(opts))
 
         if settings.cluster_mode == "kind":
             kind_config = yaml.safe_dump(builders.kind_config(settings), sort_keys=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -12,7 +13,7 @@ from aimesh import versions
 from aimesh.builders import istio as builders
 from aimesh.builders.cluster import namespace, static_gateway_address
 from aimesh.components.charts import ChartSpec, install
-from aimesh.components.manifests import child_options
+from aimesh.components.manifests import child_options, upstream
 from aimesh.namespaces import INGRESS_NAMESPACE, ISTIO_NAMESPACE
 from aimesh.settings import Settings
 
@@ -52,8 +53,19 @@ def chart_specs(settings: Settings) -> dict[str, ChartSpec]:
     }
 
 
+@dataclass(frozen=True)
+class IstioArgs:
+    """The platform's settings: mesh config (trust domain, egress mode, telemetry), replicas,
+    the gateway's service type and ports."""
+
+    settings: Settings
+
+
 class Istio(pulumi.ComponentResource):
-    """Istio's CRDs and control plane, and the `istio-ingress/aimesh-ingressgateway` gateway."""
+    """Istio's CRDs and control plane, and the `istio-ingress/aimesh-ingressgateway` gateway.
+
+    `opts.depends_on` (cert-manager, whose webhook the charts' objects may need) is handed on to
+    every child."""
 
     ready: list[pulumi.Resource]
     gateway_address: pulumi.Output[str]
@@ -62,19 +74,16 @@ class Istio(pulumi.ComponentResource):
     gateway: pulumi.Resource
 
     def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        depends_on: Sequence[pulumi.Resource],
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: IstioArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("aimesh:istio:Istio", name, None, opts)
+        settings = args.settings
         render = settings.cluster_mode == "render"
-        upstream = list(depends_on)
+        waits = upstream(opts)
         specs = chart_specs(settings)
 
         def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
-            return child_options(self, upstream, after)
+            return child_options(self, waits, after)
 
         system_ns = k8s.core.v1.Namespace(
             f"{name}-istio-system-ns",

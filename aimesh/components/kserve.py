@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -11,7 +11,7 @@ from aimesh import versions
 from aimesh.builders import kserve as builders
 from aimesh.builders.cluster import namespace
 from aimesh.components.charts import ChartSpec, install
-from aimesh.components.manifests import child_options
+from aimesh.components.manifests import child_options, upstream
 from aimesh.namespaces import KSERVE_NAMESPACE
 from aimesh.settings import Settings
 
@@ -49,25 +49,31 @@ def chart_specs(settings: Settings) -> dict[str, ChartSpec]:
     return specs
 
 
+@dataclass(frozen=True)
+class KServeArgs:
+    """The platform's settings: runtimes on/off, controller replicas, cluster mode."""
+
+    settings: Settings
+
+
 class KServe(pulumi.ComponentResource):
-    """KServe in Standard mode; it creates no ingress (models are routed through Istio)."""
+    """KServe in Standard mode; it creates no ingress (models are routed through Istio).
+
+    `opts.depends_on` (cert-manager and Istio) is handed on to every child."""
 
     ready: list[pulumi.Resource]
 
     def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        depends_on: Sequence[pulumi.Resource],
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: KServeArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("aimesh:kserve:KServe", name, None, opts)
+        settings = args.settings
         render = settings.cluster_mode == "render"
-        upstream = list(depends_on)
+        waits = upstream(opts)
         specs = chart_specs(settings)
 
         def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
-            return child_options(self, upstream, after)
+            return child_options(self, waits, after)
 
         ns = k8s.core.v1.Namespace(
             f"{name}-kserve-ns",

@@ -24,6 +24,34 @@ _TYPED: dict[tuple[str, str], Any] = {
 }
 
 
+def upstream(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
+    """What a component was asked to wait for (`opts.depends_on`), as a list to hand its
+    children: they do not inherit it (see `child_options`).
+
+    Only resources can be handed on; an Output of them could not be split among the children,
+    so it is refused with the fix rather than silently not waited for."""
+    given: Any = opts.depends_on if opts is not None else None
+    if given is None:
+        return []
+    if isinstance(given, pulumi.Resource):
+        return [given]
+    if isinstance(given, list | tuple) and all(isinstance(d, pulumi.Resource) for d in given):
+        return list(given)
+    raise TypeError(
+        "depends_on of an aimesh component must be a resource or a list of resources (not an "
+        f"Output), so that each of its children can wait for them; got {type(given).__name__}"
+    )
+
+
+def aliased(opts: pulumi.ResourceOptions | None, *old_types: str) -> pulumi.ResourceOptions:
+    """`opts` plus an alias for each type token the component was registered under before, so
+    a stack created with the old token adopts the component (and, through it, its children)
+    instead of replacing them."""
+    return pulumi.ResourceOptions.merge(
+        opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=t) for t in old_types])
+    )
+
+
 def child_options(
     parent: pulumi.Resource, *after: Sequence[pulumi.Resource]
 ) -> pulumi.ResourceOptions:

@@ -7,34 +7,44 @@ this component only registers it, after Istio's CRDs and validating webhook are 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 
 from aimesh.builders import mesh_security
-from aimesh.components.manifests import child_options, register
+from aimesh.components.manifests import aliased, child_options, register, upstream
 from aimesh.settings import Settings
+
+TYPE = "aimesh:meshSecurity:MeshSecurity"
+# Earlier type tokens (snake_case module): aliased, so existing stacks keep their resources.
+OLD_TYPES = ("aimesh:mesh_security:MeshSecurity",)
+
+
+@dataclass(frozen=True)
+class MeshSecurityArgs:
+    """The platform's settings: trust domain, egress mode, control-plane namespaces."""
+
+    settings: Settings
 
 
 class MeshSecurity(pulumi.ComponentResource):
     """Mesh-wide STRICT mTLS, root-namespace deny-all and egress lockdown.
 
+    `opts.depends_on` (Istio's CRDs and validating webhook) is handed on to every object.
     `ready` lists every object: what depends on it (the models) is created only once the
     mesh-wide posture is in place."""
 
     def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        depends_on: Sequence[pulumi.Resource],
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: MeshSecurityArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("aimesh:mesh_security:MeshSecurity", name, None, opts)
+        super().__init__(TYPE, name, None, aliased(opts, *OLD_TYPES))
+        settings = args.settings
+        waits = upstream(opts)
         self.resources: dict[str, pulumi.Resource] = {
             suffix: register(
                 f"{name}-{suffix}",
                 manifest,
-                child_options(self, depends_on),
+                child_options(self, waits),
             )
             for suffix, manifest in mesh_security.manifests(settings).items()
         }

@@ -17,7 +17,8 @@ so they are registered by `NamespaceTelemetry`, after the models.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -26,7 +27,7 @@ from aimesh import versions
 from aimesh.builders import collector, monitoring, observability, telemetry
 from aimesh.builders.common import metadata
 from aimesh.components.charts import ChartSpec, install
-from aimesh.components.manifests import child_options, register
+from aimesh.components.manifests import child_options, register, upstream
 from aimesh.namespaces import OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings
 
@@ -55,24 +56,31 @@ def chart_specs(settings: Settings) -> dict[str, ChartSpec]:
     }
 
 
+@dataclass(frozen=True)
+class ObservabilityArgs:
+    """The platform's settings: SIEM sinks, alert receivers and thresholds, retention, the
+    Grafana password, tracing."""
+
+    settings: Settings
+
+
 class Observability(pulumi.ComponentResource):
-    """Telemetry, audit export to the SIEM, Prometheus alerting and the security dashboard."""
+    """Telemetry, audit export to the SIEM, Prometheus alerting and the security dashboard.
+
+    `opts.depends_on` (Istio: its CRDs and validating webhook) is handed on to every child."""
 
     ready: list[pulumi.Resource]
 
     def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        depends_on: Sequence[pulumi.Resource],
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("aimesh:observability:Observability", name, None, opts)
-        upstream = list(depends_on)
+        settings = args.settings
+        waits = upstream(opts)
         render = settings.cluster_mode == "render"
 
         def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
-            return child_options(self, upstream, after)
+            return child_options(self, waits, after)
 
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-observability-ns",
@@ -168,19 +176,24 @@ class Observability(pulumi.ComponentResource):
         return found
 
 
+@dataclass(frozen=True)
+class NamespaceTelemetryArgs:
+    """The platform's settings: `telemetryOverrides`."""
+
+    settings: Settings
+
+
 class NamespaceTelemetry(pulumi.ComponentResource):
     """Per-namespace Telemetry overrides (`aimesh:telemetryOverrides`). Registered after the
-    models: the namespaces they tune are created by SecureModel (or exist already)."""
+    models (`opts.depends_on`, handed on to every override): the namespaces they tune are created
+    by SecureModel (or exist already)."""
 
     def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        depends_on: Sequence[pulumi.Resource],
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: NamespaceTelemetryArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("aimesh:observability:NamespaceTelemetry", name, None, opts)
-        after = child_options(self, depends_on)
+        settings = args.settings
+        after = child_options(self, upstream(opts))
         self.overrides = {
             suffix: register(f"{name}-{suffix}", manifest, after)
             for suffix, manifest in observability.override_resources(settings).items()

@@ -15,20 +15,44 @@ from typing import Any
 import pulumi
 
 from aimesh.builders import secure_model
-from aimesh.builders.common import GatewayRef
-from aimesh.components.manifests import register
-from aimesh.settings import ModelSettings, Settings
+from aimesh.builders.common import GatewayRef, ModelPlatform
+from aimesh.components.manifests import aliased, register, upstream
+from aimesh.settings import ModelSettings
+
+TYPE = "aimesh:secureModel:SecureModel"
+# Earlier type tokens (snake_case module): aliased, so existing stacks keep their resources.
+OLD_TYPES = ("aimesh:secure_model:SecureModel",)
 
 
 @dataclass(frozen=True)
 class SecureModelArgs:
+    """What one model needs: its settings, the ingress gateway it is exposed through, and the
+    few platform facts its objects depend on (`ModelPlatform`: trust domain, integrations,
+    observability, masking default). The stack passes its whole `Settings` as `platform`;
+    another program passes `aimesh.settings.parse({...})` of just the keys it cares about, so
+    its model is validated by the same rules."""
+
     model: ModelSettings
-    settings: Settings
     gateway: GatewayRef
+    platform: ModelPlatform
+
+    def __post_init__(self) -> None:
+        # A validated Settings guarantees this; any other ModelPlatform gets the same clear
+        # error here, before anything is registered.
+        known = {i.name for i in self.platform.integrations}
+        for grant in self.model.integrations:
+            if grant.name not in known:
+                raise ValueError(
+                    f"model {self.model.name!r} grants unknown integration {grant.name!r}; "
+                    f"add it to the platform's integrations (known: {sorted(known) or 'none'})"
+                )
 
 
 class SecureModel(pulumi.ComponentResource):
     """One model: namespace, identity, InferenceService (+ canary), zero-trust guards.
+
+    `opts.depends_on` is what every child waits for (the charts installing KServe's and
+    Istio's CRDs and webhooks, the mesh-wide policies, the gateway).
 
     Public attributes: `model_name`, `endpoint` (https URL at the ingress gateway),
     `access_rows` (the access matrix rows, JSON-able), `objects` (every manifest)."""
@@ -36,9 +60,9 @@ class SecureModel(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: SecureModelArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("aimesh:secure_model:SecureModel", name, None, opts)
+        super().__init__(TYPE, name, None, aliased(opts, *OLD_TYPES))
         model = args.model
-        objects = secure_model.build(args.settings, model, args.gateway)
+        objects = secure_model.build(args.platform, model, args.gateway)
         self.model_name = model.name
         self.endpoint = f"https://{model.name}.{args.gateway.domain}"
         self.access_rows: list[dict[str, Any]] = [row.to_dict() for row in objects.rows]
@@ -46,15 +70,8 @@ class SecureModel(pulumi.ComponentResource):
 
         # Children do not inherit the component's dependencies: pass them on explicitly, so
         # every custom resource waits for the charts that install its CRD and webhook.
-        given: Any = opts.depends_on if opts is not None else None
-        if isinstance(given, pulumi.Resource):
-            given = [given]
         self._name = name
-        self._upstream: list[pulumi.Resource] = [
-            d
-            for d in (given if isinstance(given, list | tuple) else [])
-            if isinstance(d, pulumi.Resource)
-        ]
+        self._upstream = upstream(opts)
 
         ns = self._register(objects.namespace, [])
         identity = [self._register(m, [ns]) for m in objects.identity]

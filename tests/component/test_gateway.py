@@ -15,11 +15,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from aimesh import settings
-from aimesh.components.gateway import Gateway
+from aimesh.components import Gateway, GatewayArgs
 
 config = settings.load()
 platform = k8s.core.v1.Namespace("platform-stand-in", metadata={"name": "istio-ingress"})
-gateway = Gateway("aimesh", config, depends_on=[platform])
+gateway = Gateway(
+    "aimesh", GatewayArgs(config), opts=pulumi.ResourceOptions(depends_on=[platform])
+)
 pulumi.export("ready", [r.urn for r in gateway.ready])
 pulumi.export("reference", {
     "qualified": gateway.reference.qualified,

@@ -15,15 +15,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from aimesh import settings
-from aimesh.components.mesh_security import MeshSecurity
+from aimesh.components import MeshSecurity, MeshSecurityArgs
 
 config = settings.load()
 istio = k8s.core.v1.Namespace("istio-stand-in", metadata={"name": "istio-system"})
-mesh = MeshSecurity("aimesh", config, depends_on=[istio])
+mesh = MeshSecurity(
+    "aimesh", MeshSecurityArgs(config), opts=pulumi.ResourceOptions(depends_on=[istio])
+)
 pulumi.export("ready", [r.urn for r in mesh.ready])
 """
 
-TOKEN = "aimesh:mesh_security:MeshSecurity"
+TOKEN = "aimesh:meshSecurity:MeshSecurity"
 
 
 def _evaluate(tmp_path: Path, **config: Any) -> offline.Evaluation:

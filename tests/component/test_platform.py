@@ -20,17 +20,23 @@ PROGRAM = """
 import pulumi
 
 from aimesh import settings
-from aimesh.components.cert_manager import CertManager
-from aimesh.components.cluster import Cluster
-from aimesh.components.istio import Istio
-from aimesh.components.kserve import KServe
+from aimesh.components import (
+    CertManager, CertManagerArgs, Cluster, ClusterArgs, Istio, IstioArgs, KServe, KServeArgs
+)
 
 config = settings.load()
-cluster = Cluster("aimesh", config)
-on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
-cert_manager = CertManager("aimesh", config, opts=on_cluster)
-istio = Istio("aimesh", config, depends_on=cert_manager.ready, opts=on_cluster)
-kserve = KServe("aimesh", config, depends_on=[*cert_manager.ready, *istio.ready], opts=on_cluster)
+cluster = Cluster("aimesh", ClusterArgs(config))
+
+
+def on_cluster(*after):
+    return pulumi.ResourceOptions(
+        providers={"kubernetes": cluster.provider}, depends_on=[r for g in after for r in g]
+    )
+
+
+cert_manager = CertManager("aimesh", CertManagerArgs(config), opts=on_cluster())
+istio = Istio("aimesh", IstioArgs(config), opts=on_cluster(cert_manager.ready))
+kserve = KServe("aimesh", KServeArgs(config), opts=on_cluster(cert_manager.ready, istio.ready))
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("gatewayAddress", istio.gateway_address)
 pulumi.export("issuer", cert_manager.issuer)
@@ -285,7 +291,7 @@ def test_charts_wait_for_their_namespace(kind: offline.Evaluation) -> None:
     [
         ("aimesh:cluster:Cluster", {"aimesh-kind", "aimesh-k8s"}),
         (
-            "aimesh:cert_manager:CertManager",
+            "aimesh:certManager:CertManager",
             {
                 "aimesh-cert-manager-ns",
                 "aimesh-cert-manager",

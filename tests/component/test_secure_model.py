@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import evaluated
 from tools import offline, schemas
 
-SECURE_MODEL = "aimesh:secure_model:SecureModel"
+SECURE_MODEL = "aimesh:secureModel:SecureModel"
 
 
 def model_resources(ev: offline.Evaluation, model: str) -> list[offline.Registered]:

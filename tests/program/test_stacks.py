@@ -97,7 +97,7 @@ def test_program_evaluates(stack_evaluation: offline.Evaluation) -> None:
     types = {r.type for r in stack_evaluation.resources}
     for token in (
         "aimesh:cluster:Cluster",
-        "aimesh:cert_manager:CertManager",
+        "aimesh:certManager:CertManager",
         "aimesh:istio:Istio",
         "aimesh:kserve:KServe",
     ):

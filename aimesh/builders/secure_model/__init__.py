@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aimesh.builders import access
-from aimesh.builders.common import GatewayRef
+from aimesh.builders.common import GatewayRef, ModelPlatform
 from aimesh.builders.secure_model import (
     authorization,
     egress,
@@ -37,7 +37,7 @@ from aimesh.builders.secure_model import (
     serving,
     windows,
 )
-from aimesh.settings import ModelSettings, Settings
+from aimesh.settings import ModelSettings
 
 
 @dataclass
@@ -70,16 +70,16 @@ class ModelObjects:
         ]
 
 
-def build(settings: Settings, model: ModelSettings, gateway: GatewayRef) -> ModelObjects:
+def build(platform: ModelPlatform, model: ModelSettings, gateway: GatewayRef) -> ModelObjects:
     """Every object of one model, from the same access rows as the access matrix."""
-    rows = access.rows(settings, model, gateway)
+    rows = access.rows(platform, model, gateway)
     objects = ModelObjects(namespace=serving.namespace(model), rows=rows)
     objects.identity.append(serving.service_account(model))
     allow = authorization.allow_policy(model, rows)
     if allow is not None:
         objects.allow.append(allow)
     objects.allow.append(authorization.deny_admin(model, rows))
-    jwt = authorization.request_authentication(settings, model)
+    jwt = authorization.request_authentication(platform, model)
     if jwt is not None:
         objects.allow.append(jwt)
     for row in rows:
@@ -88,14 +88,14 @@ def build(settings: Settings, model: ModelSettings, gateway: GatewayRef) -> Mode
             objects.guards.extend(windows.window_controller(model, row))
     objects.deny_all = authorization.deny_all(model)
     objects.guards.extend(rbac.rbac(model))
-    objects.guards.extend(network.network_policies(model, rows, settings.observability))
+    objects.guards.extend(network.network_policies(model, rows, platform.observability))
     for optional in (
         egress.service_entry(model),
         rate_limit.rate_limit_filter(model, rows),
-        masking.masking_filter(settings, model),
+        masking.masking_filter(platform, model),
     ):
         if optional is not None:
             objects.guards.append(optional)
     objects.workload.append(serving.inference_service(model))
-    objects.workload.append(serving.virtual_service(settings, model, gateway))
+    objects.workload.append(serving.virtual_service(platform, model, gateway))
     return objects

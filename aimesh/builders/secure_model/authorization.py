@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from aimesh.builders import access
-from aimesh.builders.common import metadata
+from aimesh.builders.common import ModelPlatform, metadata
 from aimesh.builders.secure_model.meta import SECURITY_API, model_labels, workload_selector
-from aimesh.settings import ModelSettings, Settings
+from aimesh.settings import ModelSettings
 
 
 def deny_all(model: ModelSettings) -> dict[str, Any]:
@@ -65,13 +65,13 @@ def deny_admin(model: ModelSettings, rows: list[access.AccessRow]) -> dict[str, 
     }
 
 
-def request_authentication(settings: Settings, model: ModelSettings) -> dict[str, Any] | None:
+def request_authentication(platform: ModelPlatform, model: ModelSettings) -> dict[str, Any] | None:
     """Validates, at the model's sidecar, the JWTs of the integrations this model grants (the
     gateway forwards the token). Without it the model could not match request principals.
     One rule per issuer; the token is not forwarded to the model container."""
     granted = {g.name for g in model.integrations}
     by_issuer: dict[str, list[Any]] = {}
-    for integration in settings.integrations:
+    for integration in platform.integrations:
         if integration.name in granted:
             by_issuer.setdefault(integration.issuer, []).append(integration)
     if not by_issuer:

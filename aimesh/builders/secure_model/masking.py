@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from aimesh.builders import access
-from aimesh.builders.common import metadata
+from aimesh.builders.common import ModelPlatform, metadata
 from aimesh.builders.secure_model.meta import ENVOY_FILTER_API, model_labels, workload_selector
 from aimesh.builders.secure_model.sidecar import inbound_http_filter_before_router
-from aimesh.settings import ModelSettings, Settings
+from aimesh.settings import ModelSettings
 
 LUA_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
 
@@ -22,10 +22,10 @@ def lua_source() -> str:
     return LUA_SOURCE.read_text()
 
 
-def masking_filter(settings: Settings, model: ModelSettings) -> dict[str, Any] | None:
+def masking_filter(platform: ModelPlatform, model: ModelSettings) -> dict[str, Any] | None:
     """Lua filter masking card numbers and e-mail addresses in the model's responses, on in
-    non-production stacks (`settings.masking_enabled`)."""
-    if not settings.masking_enabled(model):
+    non-production stacks (`platform.masking_enabled`)."""
+    if not platform.masking_enabled(model):
         return None
     return {
         "apiVersion": ENVOY_FILTER_API,

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from aimesh.builders import access
-from aimesh.builders.common import VERSION_LABEL, GatewayRef, metadata
+from aimesh.builders.common import VERSION_LABEL, GatewayRef, ModelPlatform, metadata
 from aimesh.builders.secure_model.meta import (
     KSERVE_API,
     NETWORKING_API,
     model_labels,
     workload_selector,
 )
-from aimesh.settings import ModelSettings, Settings
+from aimesh.settings import ModelSettings
 
 CANARY_NAME = "canary"
 
@@ -157,7 +157,7 @@ def inference_service(model: ModelSettings) -> dict[str, Any]:
 
 
 def virtual_service(
-    settings: Settings, model: ModelSettings, gateway: GatewayRef
+    platform: ModelPlatform, model: ModelSettings, gateway: GatewayRef
 ) -> dict[str, Any]:
     """Routes `https://<model>.<domain>` (ingress gateway) and the stable predictor host (inside
     the mesh) to the versions by weight, so in-mesh callers see the same split."""
