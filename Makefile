@@ -72,6 +72,7 @@ lint: ensure  ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/mypy policy-pack/__main__.py
+	for program in examples/*/__main__.py; do $(VENV)/bin/mypy "$$program" || exit 1; done
 
 format: ensure  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

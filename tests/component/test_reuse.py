@@ -1,5 +1,5 @@
 """The components as a library: typed args, `depends_on` through `opts`, conventional type
-tokens with aliases to the old ones."""
+tokens with aliases to the old ones, and the example program of another team under mocks."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import aimesh.components
 from aimesh.builders.gateway import reference
 from aimesh.components import SecureModel, SecureModelArgs
 from aimesh.components.manifests import upstream
-from aimesh.settings import ModelSettings, parse
+from aimesh.settings import ConfigError, ModelSettings, parse
+from tests.policy.test_our_stacks import mandatory_violations
 from tools import offline
 
 ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "reuse-secure-model" / "__main__.py"
 TOKEN = re.compile(r"^aimesh:([a-z][A-Za-z]*):([A-Z][A-Za-z]*)$")
 # Tokens renamed from snake_case modules: each must keep an alias to its old token.
 RENAMED = {
@@ -78,3 +80,54 @@ def test_a_grant_of_an_unknown_integration_is_refused_before_registering() -> No
     platform = parse({})
     with pytest.raises(ValueError, match="unknown integration 'x'"):
         SecureModelArgs(model=model, gateway=reference(platform), platform=platform)
+
+
+# ---- the example: another team's program -----------------------------------------------------
+
+
+def example(**config: str) -> offline.Evaluation:
+    values = {f"reuse-secure-model:{k}": v for k, v in config.items()}
+    return offline.evaluate(values, program=EXAMPLE, stack="example")
+
+
+@pytest.fixture(scope="module")
+def reuse() -> offline.Evaluation:
+    return example()
+
+
+def test_example_serves_a_fully_guarded_model(reuse: offline.Evaluation) -> None:
+    (component,) = [r for r in reuse.resources if r.type == "aimesh:secureModel:SecureModel"]
+    children = [r for r in reuse.resources if r.parent == component.urn]
+    kinds = {r.kind for r in children}
+    assert {
+        "Namespace",
+        "ServiceAccount",
+        "InferenceService",
+        "VirtualService",
+        "AuthorizationPolicy",
+        "NetworkPolicy",
+        "ServiceEntry",
+        "EnvoyFilter",
+        "Role",
+    } <= kinds
+    assert reuse.outputs["endpoint"] == "https://ranker.models.example.com"
+    assert [row["caller"] for row in reuse.outputs["accessMatrix"]] == ["search/frontend"]
+
+
+def test_example_depends_on_reaches_every_child(reuse: offline.Evaluation) -> None:
+    frontend = reuse.urn_of("frontend")
+    (component,) = [r for r in reuse.resources if r.type == "aimesh:secureModel:SecureModel"]
+    children = [r for r in reuse.resources if r.parent == component.urn]
+    assert children
+    assert all(frontend in r.dependencies for r in children)
+
+
+def test_example_passes_the_policy_pack(reuse: offline.Evaluation) -> None:
+    assert mandatory_violations(reuse) == []
+
+
+def test_example_config_is_validated_and_used() -> None:
+    production = example(environment="production")
+    assert not [m for m in production.find("EnvoyFilter") if "masking" in m["metadata"]["name"]]
+    with pytest.raises(ConfigError, match="trustDomain"):
+        example(trustDomain="not a host")
