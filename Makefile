@@ -13,7 +13,7 @@ export PULUMI_CONFIG_PASSPHRASE ?=
 # The policy pack's config (exemptions, model-namespace selection): the same file in CI.
 export POLICY_PACK_CONFIG ?= policy-pack/policy-config.json
 
-.PHONY: help ensure prereqs up down preview check test lint format docs bench clean
+.PHONY: help ensure prereqs descriptors up down preview check test lint format docs bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -29,10 +29,24 @@ ensure: $(VENV)/.installed  ## create .venv and install the pinned dependencies
 prereqs:  ## check the tools `make up` needs and say how to get the missing ones
 	@$(PYTHON) tools/prereqs.py
 
+# The Envoy/Istio API descriptor set the policy pack decodes EnvoyFilter patches and mesh config
+# against: built from the Go modules pinned in policy-pack/descriptors/go.mod, cached outside the
+# repository (~/.cache/aimesh/descriptors/<hash of the pins>/), rebuilt only when a pin changes.
+DESCRIPTORS := PYTHONPATH=policy-pack $(PY) -m aimesh_policies.descriptors
+descriptors: ensure  ## build the Envoy/Istio API descriptor set the pack decodes against (needs Go)
+	@$(DESCRIPTORS)
+
+# For test/check/preview/up: build the set when Go is here; without Go, say what that costs and go
+# on (the tests that need it skip, the pack reports "cannot verify" instead of passing).
+define descriptors_if_go
+	@if command -v go >/dev/null 2>&1; then $(DESCRIPTORS) >/dev/null; else 	  echo "note: Go is not installed, so the Envoy/Istio descriptor set cannot be built:" 	    "EnvoyFilters and mesh config cannot be verified (see docs/envoy-config.md)" >&2; fi
+endef
+
 # Shared by up/preview. The file backend's directory must exist (Pulumi does not create it:
 # "unable to open bucket"). The CLI runs a LOCAL policy pack from the virtualenv named in
 # PulumiPolicy.yaml (policy-pack/venv) but never creates or fills it, so it is prepared here.
 define stack_ready
+	$(descriptors_if_go)
 	@mkdir -p $(CURDIR)/.pulumi
 	@test policy-pack/venv/.installed -nt policy-pack/requirements.txt || { \
 	  $(PYTHON) -m venv policy-pack/venv \
@@ -62,9 +76,11 @@ preview: prereqs ensure  ## pulumi preview with the policy pack, as CI runs it
 		--policy-pack-config $(POLICY_PACK_CONFIG)
 
 check: ensure  ## offline: evaluate stack $(STACK), send it through the policy pack over gRPC, report
+	$(descriptors_if_go)
 	$(PY) -m tools.check --stack $(STACK)
 
 test: ensure  ## everything offline: unit, components, programs per stack, schemas, policy pack
+	$(descriptors_if_go)
 	$(PY) -m pytest -n 2 -q
 
 lint: ensure  ## ruff (lint + format check) and mypy --strict

@@ -1,10 +1,20 @@
-"""Shared fixtures: the offline program evaluation and the upstream reference data."""
+"""Shared fixtures: the offline program evaluation, the upstream reference data and the
+Envoy/Istio API descriptor set."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+from aimesh_policies import descriptors
 
 from tools import offline, schemas
+
+GO_ABSENT = (
+    "Go is not installed, so the Envoy/Istio API descriptor set cannot be built "
+    "(`make descriptors`): EnvoyFilter patches and mesh config cannot be decoded here"
+)
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +39,23 @@ def evaluated(stack: str) -> offline.Evaluation:
 @pytest.fixture(params=offline.stacks(), ids=lambda s: f"stack={s}")
 def stack_evaluation(request: pytest.FixtureRequest) -> offline.Evaluation:
     return evaluated(request.param)
+
+
+@pytest.fixture(scope="session")
+def descriptor_set_or_none() -> Path | None:
+    """The descriptor set, built once if Go is here (`make test` builds it first); None only
+    without Go, or when $AIMESH_ENVOY_DESCRIPTORS names a file that is not there. A failing
+    build is an error, never a skip."""
+    found = descriptors.locate()
+    if found is None and descriptors.go_available() and not os.environ.get(descriptors.ENV_SET):
+        found = descriptors.build(quiet=True)
+    return found
+
+
+@pytest.fixture(scope="session")
+def descriptor_set(descriptor_set_or_none: Path | None) -> Path:
+    """Skip (never pass) a check that decodes Envoy configuration where the set cannot be had."""
+    if descriptor_set_or_none is None:
+        explicit = os.environ.get(descriptors.ENV_SET)
+        pytest.skip(f"{descriptors.ENV_SET}={explicit} names no file" if explicit else GO_ABSENT)
+    return descriptor_set_or_none

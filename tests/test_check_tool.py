@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from aimesh_policies import all_policies
 
 from tools import offline
 from tools.analyzer import (
@@ -89,12 +90,24 @@ def _write(directory: Path, name: str, *docs: dict[str, Any]) -> Path:
 
 @needs_pack
 @pytest.mark.parametrize("stack", offline.stacks())
-def test_every_stack_of_the_project_passes_the_pack(stack: str) -> None:
+def test_every_stack_of_the_project_passes_the_pack(
+    stack: str, descriptor_set_or_none: Path | None, tmp_path: Path
+) -> None:
     # As CI runs it: `make check` with POLICY_PACK_CONFIG set to the project's policy config.
-    proc = _check("--stack", stack, env={"POLICY_PACK_CONFIG": str(PROJECT_CONFIG)})
+    config = PROJECT_CONFIG
+    if descriptor_set_or_none is None:
+        # Without Go, the documented way through: the decoding policies lowered to advisory,
+        # visibly, in the policy config; they still say that they cannot verify.
+        lowered = json.loads(PROJECT_CONFIG.read_text())
+        lowered.update({p.name: "advisory" for p in all_policies() if p.concern == "decoding"})
+        config = tmp_path / "policy-config.json"
+        config.write_text(json.dumps(lowered))
+    proc = _check("--stack", stack, env={"POLICY_PACK_CONFIG": str(config)})
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "policy pack aimesh-zero-trust@" in proc.stdout
-    assert f"config {PROJECT_CONFIG}" in proc.stdout
+    assert f"config {config}" in proc.stdout
+    if descriptor_set_or_none is None:
+        assert "descriptor set" in proc.stdout
     assert "0 mandatory" in proc.stdout
     assert "PASS" in proc.stdout
 

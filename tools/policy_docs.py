@@ -30,6 +30,7 @@ CONCERN_TITLES = {
     "egress": "Egress and exfiltration",
     "tampering": "Tampering",
     "protection": "Model and key protection",
+    "decoding": "Envoy and mesh configuration that does not decode",
 }
 
 

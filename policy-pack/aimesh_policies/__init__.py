@@ -42,6 +42,7 @@ CONCERNS: Final = (
     "egress",
     "tampering",
     "protection",
+    "decoding",
 )
 
 

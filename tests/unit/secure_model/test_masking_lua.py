@@ -1,6 +1,9 @@
 """The response-masking Lua filter, really run (LuaJIT through lupa, as in Envoy) against a fake
 Envoy stream handle: what is masked, what is left alone, large bodies, the content types it
-skips and the Content-Length it keeps consistent."""
+skips and the Content-Length it keeps consistent.
+
+The source under test is the one the program embeds in its generated EnvoyFilters (every stack,
+under mocks), not the file it is read from: what Envoy would run is what is tested."""
 
 from __future__ import annotations
 
@@ -9,7 +12,10 @@ from typing import Any
 
 import pytest
 
-from aimesh.builders.secure_model import masking
+from tests.conftest import evaluated
+from tools import offline
+
+LUA_TYPE = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
 
 lupa = pytest.importorskip("lupa", reason="lupa runs the Lua filter")
 
@@ -50,10 +56,34 @@ MASTERCARD = "5555 5555 5555 4444"
 AMEX = "3782-822463-10005"
 
 
+def embedded_sources() -> dict[str, set[str]]:
+    """stack -> the inline Lua sources of the EnvoyFilters the program generates for it."""
+    found: dict[str, set[str]] = {}
+    for stack in offline.stacks():
+        for resource in evaluated(stack).resources:
+            if resource.inputs.get("kind") != "EnvoyFilter":
+                continue
+            for patch in resource.inputs["spec"]["configPatches"]:
+                config = patch["patch"].get("value", {}).get("typed_config", {})
+                if config.get("@type") == LUA_TYPE:
+                    source = config["default_source_code"]["inline_string"]
+                    found.setdefault(stack, set()).add(source)
+    return found
+
+
 @pytest.fixture(scope="module")
-def lua() -> Any:
+def source() -> str:
+    sources = embedded_sources()
+    assert {"dev", "ci"} <= set(sources), f"masking filters expected in dev and ci: {sources}"
+    distinct = set().union(*sources.values())
+    assert len(distinct) == 1, "every masking EnvoyFilter must embed the same source"
+    return distinct.pop()
+
+
+@pytest.fixture(scope="module")
+def lua(source: str) -> Any:
     runtime = lua_impl.LuaRuntime(unpack_returned_tuples=True)
-    runtime.execute(masking.lua_source())
+    runtime.execute(source)
     runtime.execute(FAKE_ENVOY)
     return runtime
 
@@ -173,16 +203,3 @@ def test_request_asks_for_an_uncompressed_response(lua: Any) -> None:
     lua.globals().envoy_on_request(handle)
     assert state.headers["accept-encoding"] is None
     assert state.headers["x-other"] == "kept"
-
-
-def test_filter_embeds_exactly_this_source() -> None:
-    from aimesh.settings import parse
-
-    settings = parse({"environment": "dev"})
-    model = parse(
-        {"models": [{"name": "m", "format": "sklearn", "storageUri": "gs://b/m"}]}
-    ).models[0]
-    envoy_filter = masking.masking_filter(settings, model)
-    assert envoy_filter is not None
-    value = envoy_filter["spec"]["configPatches"][0]["patch"]["value"]
-    assert value["typed_config"]["default_source_code"]["inline_string"] == (masking.lua_source())
