@@ -108,6 +108,7 @@ def test_every_stack_of_the_project_passes_the_pack(
     assert f"config {config}" in proc.stdout
     if descriptor_set_or_none is None:
         assert "descriptor set" in proc.stdout
+    assert "lua: " in proc.stdout  # the embedded Lua sources were compiled (or said why not)
     assert "0 mandatory" in proc.stdout
     assert "PASS" in proc.stdout
 
@@ -384,3 +385,75 @@ def test_check_exits_2_when_the_pack_does_not_start(tmp_path: Path) -> None:
     proc = _check("--manifests", str(tmp_path / "m"), "--policy-pack", str(pack))
     assert proc.returncode == 2
     assert "did not print its port" in proc.stderr
+
+
+# --- Lua sources ---------------------------------------------------------------------------------
+
+LUA_FILTER = {
+    "apiVersion": "networking.istio.io/v1alpha3",
+    "kind": "EnvoyFilter",
+    "metadata": {"name": "masking", "namespace": "team-a"},
+    "spec": {
+        "configPatches": [
+            {
+                "applyTo": "HTTP_FILTER",
+                "match": {"context": "SIDECAR_INBOUND"},
+                "patch": {
+                    "operation": "INSERT_BEFORE",
+                    "value": {
+                        "name": "envoy.filters.http.lua",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                            "default_source_code": {"inline_string": "function f() end"},
+                            "sourceCodes": {"b": {"inlineString": "return 1"}},
+                        },
+                    },
+                },
+            },
+            {
+                "applyTo": "HTTP_ROUTE",
+                "match": {"context": "SIDECAR_INBOUND"},
+                "patch": {
+                    "operation": "MERGE",
+                    "value": {
+                        "typed_per_filter_config": {
+                            "envoy.filters.http.lua": {
+                                "@type": "type.googleapis.com/"
+                                "envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+                                "source_code": {"inline_string": "function envoy_on_request(h)"},
+                            }
+                        }
+                    },
+                },
+            },
+        ]
+    },
+}
+
+
+def test_every_embedded_lua_source_is_found_and_compiled() -> None:
+    from tools.analyzer import Resource
+    from tools.envoy_lua import compile_errors, lua_sources
+
+    resource = Resource(type="t", urn="urn:x", name="masking", properties=LUA_FILTER)
+    found = lua_sources([resource])
+    assert [s.path for s in found] == [
+        "spec.configPatches[0].patch.value.typed_config.default_source_code",
+        'spec.configPatches[0].patch.value.typed_config.source_codes["b"]',
+        "spec.configPatches[1].patch.value.typed_per_filter_config.envoy.filters.http.lua"
+        ".source_code",
+    ]
+    pytest.importorskip("lupa", reason="lupa compiles the Lua sources")
+    (error,) = compile_errors(found)  # the unterminated per-route function
+    assert error.startswith("urn:x: spec.configPatches[1]")
+
+
+@needs_pack
+def test_a_lua_source_that_does_not_compile_fails_the_check(tmp_path: Path) -> None:
+    pytest.importorskip("lupa", reason="lupa compiles the Lua sources")
+    _write(tmp_path, "mesh.yaml", MESH_STRICT, LUA_FILTER)
+    proc = _check("--manifests", str(tmp_path), "--json")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lua = json.loads(proc.stdout)["lua"]
+    assert lua["sources"] == 3
+    assert len(lua["errors"]) == 1

@@ -185,3 +185,27 @@ def test_deploy_workflow_runs_up_of_prod_with_the_pack_behind_an_environment() -
     assert deploy_job["environment"]["name"] == "production"
     assert "test" in deploy_job["needs"]
     assert workflow["concurrency"]["cancel-in-progress"] is False
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_job_that_runs_the_pack_builds_the_descriptor_set_first(path: Path) -> None:
+    # Without the set the decoding policies can only say "cannot verify": every job that runs
+    # the tests, the offline check or a preview/up with the pack builds it, with the Go that the
+    # descriptor module asks for.
+    workflow = _load(path.name)
+    for name, job in workflow["jobs"].items():
+        steps = job.get("steps", [])
+        texts = [str(s.get("run", "")) + str(s.get("uses", "")) for s in steps]
+        users = [
+            i for i, t in enumerate(texts) if re.search(r"make (test|check)|pulumi/actions@", t)
+        ]
+        if not users:
+            continue
+        builds = [i for i, s in enumerate(steps) if s.get("run") == "make descriptors"]
+        assert builds, f"{path.name}:{name}: no `make descriptors` step"
+        assert builds[0] < users[0], f"{path.name}:{name}: the set is built after it is needed"
+        go = [
+            s for s in steps[: builds[0]] if str(s.get("uses", "")).startswith("actions/setup-go@")
+        ]
+        assert go, f"{path.name}:{name}: no Go before `make descriptors`"
+        assert go[0]["with"]["go-version-file"] == "policy-pack/descriptors/go.mod"

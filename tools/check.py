@@ -10,9 +10,10 @@ protocol (tools.analyzer). `--manifests` does the same for a directory of Kubern
 (rendered chart output, another team's manifests): every document becomes the resource a Helm v4
 Chart child would be, `kubernetes:<group>/<version>:<Kind>` under a `kubernetes:helm.sh/v4:Chart`.
 
-Violations are printed grouped by resource with the policy's fix. Exit status: 0 when no
-mandatory violation, 1 when there is one (the preview would fail), 2 when the check itself could
-not run (bad config file, pack does not start, program error).
+Violations are printed grouped by resource with the policy's fix, then the result of compiling
+every Lua source the EnvoyFilters embed (tools/envoy_lua.py). Exit status: 0 when no mandatory
+violation, 1 when there is one (the preview would fail) or a Lua source does not compile, 2 when
+the check itself could not run (bad config file, pack does not start, program error).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from tools import offline
+from tools import envoy_lua, offline
 from tools.analyzer import (
     AnalyzerError,
     AnalyzerInfo,
@@ -514,15 +515,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"check could not run: {exc}", file=sys.stderr)
         return 2
 
+    # Lua sources are strings to the pack: compile them here, with the LuaJIT Envoy embeds.
+    sources = envoy_lua.lua_sources(target.resources)
+    try:
+        lua_errors = envoy_lua.compile_errors(sources)
+        lua_line = f"lua: {len(sources)} EnvoyFilter source(s) compiled with LuaJIT"
+    except ImportError:
+        lua_errors, lua_line = [], "lua: not compiled (lupa with LuaJIT is not installed)"
+
     if args.json:
-        print(json.dumps(as_json(report), indent=2, sort_keys=True))
+        data = as_json(report)
+        data["lua"] = {"sources": len(sources), "errors": lua_errors}
+        print(json.dumps(data, indent=2, sort_keys=True))
     else:
         print(render(report))
+        print("\n".join([lua_line, *(f"  {e}" for e in lua_errors)]))
         matrix = render_access_matrix(target.access_matrix)
         if matrix:
             print()
             print(matrix)
-    return 1 if report.failed else 0
+    return 1 if report.failed or lua_errors else 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Check the tools `make up` needs: a Python that can build the virtualenv, pulumi, docker
-(with a daemon that answers), kind, kubectl.
+(with a daemon that answers), kind, go (the policy pack's descriptor set), kubectl.
 
 Runs before the virtualenv exists, with whatever `python3` the machine has (macOS ships 3.9),
 so it uses the standard library only and nothing that fails to import on an old Python: the
@@ -58,6 +58,14 @@ TOOLS = (
         "go install sigs.k8s.io/kind@latest  (or download the release binary)",
         "brew install kind",
         "https://kind.sigs.k8s.io/docs/user/quick-start/#installation",
+    ),
+    Tool(
+        "go",
+        "builds, once, the Envoy/Istio API descriptor set the policy pack decodes EnvoyFilters "
+        "and mesh config against (without it the pack cannot verify them and blocks the update)",
+        "install Go >= 1.25 (https://go.dev/dl/ or your package manager)",
+        "brew install go",
+        "https://go.dev/doc/install",
     ),
     Tool(
         "kubectl",
@@ -150,7 +158,7 @@ def problems(
 def main() -> int:
     missing = problems()
     if not missing:
-        print("prerequisites: python, pulumi, docker (daemon up), kind, kubectl - all found")
+        print("prerequisites: python, pulumi, docker (daemon up), kind, go, kubectl - all found")
         return 0
     print(f"make up needs {len(missing)} more thing(s):\n", file=sys.stderr)
     for message in missing:

@@ -72,7 +72,7 @@ _FIX: Final = {
 
 def _decoder(obj: K8sObject, path: str) -> tuple[protodecode.Decoder | None, Finding | None]:
     """The shared decoder, or the "cannot verify" finding that replaces a verdict without it."""
-    location = descriptors.locate()
+    location = descriptors.located()
     if location is None:
         return None, finding(
             obj,

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
@@ -61,11 +62,23 @@ def cache_root() -> Path:
 def pins_hash() -> str | None:
     """A short hash of everything that decides the set's content; None when the Go module is
     not beside the pack (a copied pack: then only $AIMESH_ENVOY_DESCRIPTORS can name a set)."""
-    digest = hashlib.sha256(RECIPE.encode())
+    stamps = []
     for name in MODULE_FILES:
-        path = MODULE_DIR / name
         try:
-            content = path.read_bytes()
+            stat = (MODULE_DIR / name).stat()
+        except OSError:
+            return None
+        stamps.append((name, stat.st_mtime_ns, stat.st_size))
+    # The pack asks once per EnvoyFilter: hash the files only when they changed.
+    return _hash(MODULE_DIR, tuple(stamps))
+
+
+@lru_cache(maxsize=8)
+def _hash(module_dir: Path, stamps: tuple[tuple[str, int, int], ...]) -> str | None:
+    digest = hashlib.sha256(RECIPE.encode())
+    for name, _, _ in stamps:
+        try:
+            content = (module_dir / name).read_bytes()
         except OSError:
             return None
         digest.update(name.encode() + b"\0" + content + b"\0")
@@ -87,6 +100,23 @@ def locate() -> Path | None:
         return path if path.is_file() else None
     cached = default_path()
     return cached if cached is not None and cached.is_file() else None
+
+
+_FOUND: dict[tuple[object, ...], Path] = {}
+
+
+def located() -> Path | None:
+    """`locate()`, remembered once a set is found (per environment and module directory): the
+    pack asks once per EnvoyFilter and mesh config, and a found set does not move during a
+    preview. A set not found yet is looked for again next time (it may have been built since)."""
+    env = os.environ
+    key = (MODULE_DIR, *(env.get(k) for k in (ENV_SET, ENV_CACHE, "XDG_CACHE_HOME", "HOME")))
+    found = _FOUND.get(key)
+    if found is None:
+        found = locate()
+        if found is not None:
+            _FOUND[key] = found
+    return found
 
 
 def go_available() -> bool:

@@ -158,6 +158,25 @@ class Problem:
     kind: str = INVALID
 
 
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """What the walk needs of one field, read once from its descriptor."""
+
+    name: str
+    json_name: str
+    type: int
+    repeated: bool
+    message: Any  # the message descriptor of a message field (None for scalars)
+    enum: Any  # the enum descriptor of an enum field
+    oneof: str | None  # the oneof it belongs to, when that has other members
+    map_key: _Field | None  # map fields: the entry's key and value fields
+    map_value: _Field | None
+
+    @property
+    def is_value(self) -> bool:
+        return self.message is not None and self.message.full_name == "google.protobuf.Value"
+
+
 @dataclass
 class _Walk:
     problems: list[Problem] = field(default_factory=list)
@@ -214,7 +233,7 @@ class Decoder:
             FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
             FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
         }
-        self._fields: dict[str, dict[str, Any]] = {}
+        self._fields: dict[str, dict[str, _Field]] = {}
 
     @classmethod
     def from_file(cls, path: Path) -> Decoder:
@@ -409,16 +428,37 @@ class Decoder:
         except KeyError:
             return None
 
-    def _field_table(self, descriptor: Any) -> dict[str, Any]:
-        """name -> field, for both the proto name and the JSON name (jsonpb accepts both)."""
+    def _field_table(self, descriptor: Any) -> dict[str, _Field]:
+        """name -> field, for both the proto name and the JSON name (jsonpb accepts both);
+        built once per message type (reading upb descriptors is the slow part of a decode)."""
         table = self._fields.get(descriptor.full_name)
         if table is None:
             table = {}
             for f in descriptor.fields:
-                table[f.name] = f
-                table.setdefault(f.json_name, f)
+                field_ = self._field(f)
+                table[f.name] = field_
+                table.setdefault(f.json_name, field_)
             self._fields[descriptor.full_name] = table
         return table
+
+    def _field(self, f: Any) -> _Field:
+        message = f.message_type if f.type in (self._fd.TYPE_MESSAGE, self._fd.TYPE_GROUP) else None
+        repeated = f.label == self._fd.LABEL_REPEATED
+        entry = (
+            message if repeated and message is not None and message.GetOptions().map_entry else None
+        )
+        oneof = f.containing_oneof
+        return _Field(
+            name=f.name,
+            json_name=f.json_name,
+            type=f.type,
+            repeated=repeated,
+            message=message,
+            enum=f.enum_type if f.type == self._fd.TYPE_ENUM else None,
+            oneof=oneof.name if oneof is not None and len(oneof.fields) > 1 else None,
+            map_key=self._field(entry.fields_by_name["key"]) if entry is not None else None,
+            map_value=self._field(entry.fields_by_name["value"]) if entry is not None else None,
+        )
 
     def _value_of_message(
         self, walk: _Walk, descriptor: Any, value: Any, path: str, depth: int
@@ -464,16 +504,15 @@ class Decoder:
                     CONFLICT,
                 )
             seen[f.name] = key
-            oneof = f.containing_oneof
-            if oneof is not None and item is not None and len(oneof.fields) > 1:
-                if oneof.name in oneofs:
+            if f.oneof is not None and item is not None:
+                if f.oneof in oneofs:
                     walk.add(
                         here,
-                        f"'{oneofs[oneof.name]}' and '{key}' are both members of oneof "
-                        f"{oneof.name} in {descriptor.full_name}: only one takes effect",
+                        f"'{oneofs[f.oneof]}' and '{key}' are both members of oneof "
+                        f"{f.oneof} in {descriptor.full_name}: only one takes effect",
                         CONFLICT,
                     )
-                oneofs[oneof.name] = key
+                oneofs[f.oneof] = key
             self._field_value(walk, f, item, here, depth)
 
     def _unknown_field(self, walk: _Walk, descriptor: Any, key: str, path: str) -> None:
@@ -497,65 +536,59 @@ class Decoder:
                 UNKNOWN_FIELD,
             )
 
-    def _field_value(self, walk: _Walk, f: Any, value: Any, path: str, depth: int) -> None:
+    def _field_value(self, walk: _Walk, f: _Field, value: Any, path: str, depth: int) -> None:
         if value is UNKNOWN:
             walk.add(path, "value unknown until apply", UNKNOWN_VALUE)
             return
-        is_value_message = (
-            f.type == self._fd.TYPE_MESSAGE and f.message_type.full_name == "google.protobuf.Value"
-        )
-        if value is None and not (is_value_message and f.label != self._fd.LABEL_REPEATED):
+        if value is None and not (f.is_value and not f.repeated):
             return  # null: not set
-        if f.label == self._fd.LABEL_REPEATED:
-            entry = f.message_type if f.type == self._fd.TYPE_MESSAGE else None
-            if entry is not None and entry.GetOptions().map_entry:
-                self._map(walk, entry, value, path, depth)
-                return
+        if f.map_key is not None and f.map_value is not None:
+            self._map(walk, f.map_key, f.map_value, value, path, depth)
+        elif f.repeated:
             if not isinstance(value, list | tuple):
                 walk.add(path, f"{_leaf(path)} is a list, got {_json_type(value)}")
                 return
             for i, item in enumerate(value):
                 self._singular(walk, f, item, f"{path}[{i}]", depth)
-            return
-        self._singular(walk, f, value, path, depth)
+        else:
+            self._singular(walk, f, value, path, depth)
 
-    def _map(self, walk: _Walk, entry: Any, value: Any, path: str, depth: int) -> None:
+    def _map(
+        self, walk: _Walk, key_field: _Field, value_field: _Field, value: Any, path: str, depth: int
+    ) -> None:
         if not isinstance(value, Mapping):
-            walk.add(path, f"a map, got {_json_type(value)}")
+            walk.add(path, f"{_leaf(path)} is a map, got {_json_type(value)}")
             return
-        key_field = entry.fields_by_name["key"]
-        value_field = entry.fields_by_name["value"]
         for key, item in value.items():
             here = _map_path(path, str(key))
             if key_field.type != self._fd.TYPE_STRING:
                 text = str(key)
-                parsed: Any = text
                 if key_field.type == self._fd.TYPE_BOOL:
                     if text not in ("true", "false"):
                         walk.add(here, f"map key '{text}' is not a boolean")
                 else:
                     try:
-                        parsed = int(text)
+                        number = int(text)
                     except ValueError:
                         walk.add(here, f"map key '{text}' is not an integer")
                         continue
-                    self._singular(walk, key_field, parsed, here, depth)
+                    self._singular(walk, key_field, number, here, depth)
             self._singular(walk, value_field, item, here, depth)
 
-    def _singular(self, walk: _Walk, f: Any, value: Any, path: str, depth: int) -> None:
+    def _singular(self, walk: _Walk, f: _Field, value: Any, path: str, depth: int) -> None:
         if value is UNKNOWN:
             walk.add(path, "value unknown until apply", UNKNOWN_VALUE)
             return
         t = f.type
-        if t == self._fd.TYPE_MESSAGE or t == self._fd.TYPE_GROUP:
-            self._value_of_message(walk, f.message_type, value, path, depth + 1)
+        if f.message is not None:
+            self._value_of_message(walk, f.message, value, path, depth + 1)
             return
         if value is None:
             return  # Go's json leaves a scalar untouched on null
-        if t == self._fd.TYPE_ENUM:
-            self._enum(walk, f.enum_type, value, path)
+        if f.enum is not None:
+            self._enum(walk, f.enum, value, path)
         elif t in self._ints:
-            self._integer(walk, f, value, path)
+            self._integer(walk, t, value, path)
         elif t in (self._fd.TYPE_FLOAT, self._fd.TYPE_DOUBLE):
             self._float(walk, value, path)
         elif t == self._fd.TYPE_BOOL:
@@ -584,7 +617,7 @@ class Decoder:
         elif not _is_integral(value):
             walk.add(path, f"{enum.full_name} is an enum name or number, got {_json_type(value)}")
 
-    def _integer(self, walk: _Walk, f: Any, value: Any, path: str) -> None:
+    def _integer(self, walk: _Walk, kind: int, value: Any, path: str) -> None:
         number: Any = value
         if isinstance(value, str):  # jsonpb strips quotes from numbers
             try:
@@ -595,7 +628,7 @@ class Decoder:
         if not _is_integral(number):
             walk.add(path, f"{_leaf(path)} is an integer, got {_show(value)}")
             return
-        low, high = self._ints[f.type]
+        low, high = self._ints[kind]
         if not low <= int(number) <= high:
             walk.add(path, f"{_leaf(path)} is out of range ({low}..{high}): {_show(value)}")
 
@@ -630,9 +663,8 @@ class Decoder:
         if name == "Any":
             self._any(walk, value, path, depth)
         elif name in _WRAPPERS:
-            inner = descriptor.fields_by_name["value"]
             if value is not None:
-                self._singular(walk, inner, value, path, depth)
+                self._singular(walk, self._field_table(descriptor)["value"], value, path, depth)
         elif name == "Duration":
             if not isinstance(value, str) or not (
                 _GO_DURATION.fullmatch(value) or _GO_ZERO_DURATION.fullmatch(value)

@@ -129,7 +129,7 @@ def _run(returncode: int) -> prereqs.Run:
     return run
 
 
-ALL = {"pulumi", "docker", "kind", "kubectl"}
+ALL = {"pulumi", "docker", "kind", "go", "kubectl"}
 # A Python that can build the virtualenvs, whatever interpreter runs the tests.
 GOOD_PYTHON: dict[str, Any] = {"version": (3, 11), "can_make_venv": lambda: True}
 
