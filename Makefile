@@ -39,7 +39,9 @@ descriptors: ensure  ## build the Envoy/Istio API descriptor set the pack decode
 # For test/check/preview/up: build the set when Go is here; without Go, say what that costs and go
 # on (the tests that need it skip, the pack reports "cannot verify" instead of passing).
 define descriptors_if_go
-	@if command -v go >/dev/null 2>&1; then $(DESCRIPTORS) >/dev/null; else 	  echo "note: Go is not installed, so the Envoy/Istio descriptor set cannot be built:" 	    "EnvoyFilters and mesh config cannot be verified (see docs/envoy-config.md)" >&2; fi
+	@if command -v go >/dev/null 2>&1; then $(DESCRIPTORS) >/dev/null; else \
+	  echo "note: Go is not installed, so the Envoy/Istio descriptor set cannot be built:" \
+	    "EnvoyFilters and mesh config cannot be verified (see docs/envoy-config.md)" >&2; fi
 endef
 
 # Shared by up/preview. The file backend's directory must exist (Pulumi does not create it:

@@ -28,8 +28,8 @@ from aimesh_policies.framework import (
     finding,
     unknown_finding,
 )
+from aimesh_policies.k8s_object import MESH_CONFIG, K8sObject
 from aimesh_policies.meshlib import NETWORKING
-from aimesh_policies.objects import MESH_CONFIG, K8sObject
 
 ENVOY_FILTER: Final = (NETWORKING, "EnvoyFilter")
 

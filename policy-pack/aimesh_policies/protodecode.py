@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from aimesh_policies.objects import UNKNOWN
+from aimesh_policies.accessors import UNKNOWN
 
 # applyTo -> the message istiod decodes the patch value as (BuildXDSObjectFromStruct).
 APPLY_TO_MESSAGE: Final[Mapping[str, str]] = {

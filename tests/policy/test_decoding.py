@@ -180,7 +180,7 @@ def test_a_typed_struct_is_decoded_as_its_type_url(decoder: protodecode.Decoder)
 
 
 def test_free_form_and_unknown_values(decoder: protodecode.Decoder) -> None:
-    from aimesh_policies.objects import UNKNOWN
+    from aimesh_policies.accessors import UNKNOWN
 
     # Struct fields (metadata) take anything; an unknown-until-apply value is never a pass.
     route = {"match": {"prefix": "/"}, "metadata": {"filter_metadata": {"x": {"a": [1, {}]}}}}
