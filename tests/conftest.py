@@ -52,6 +52,12 @@ def descriptor_set_or_none() -> Path | None:
     return found
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _descriptor_set_first(descriptor_set_or_none: Path | None) -> None:
+    """Build the set (where Go is) before any test runs the pack: tests that judge a whole
+    stack see EnvoyFilters and mesh config, which the pack cannot verify without it."""
+
+
 @pytest.fixture(scope="session")
 def descriptor_set(descriptor_set_or_none: Path | None) -> Path:
     """Skip (never pass) a check that decodes Envoy configuration where the set cannot be had."""

@@ -91,6 +91,7 @@ def test_every_bad_case_is_one_object_named_by_category() -> None:
 
 
 @needs_pack
+@pytest.mark.usefixtures("descriptor_set")  # its stacks hold EnvoyFilters the pack decodes
 def test_the_pack_passes_the_secure_stacks_and_catches_every_bad_case(tmp_path: Path) -> None:
     generated = tmp_path / "generated"
     stackgen.write(

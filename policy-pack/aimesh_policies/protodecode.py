@@ -345,11 +345,8 @@ class Decoder:
         if isinstance(version, str) and version:
             try:
                 re.compile(version)
-            except re.error as exc:
-                walk.add(
-                    f"{at}.proxy.proxyVersion",
-                    f"invalid regular expression ({exc})",
-                )
+            except (re.error, OverflowError, RecursionError) as exc:
+                walk.add(f"{at}.proxy.proxyVersion", f"invalid regular expression ({exc})")
         if not isinstance(listener, Mapping):
             return
         context = match.get("context")
@@ -371,8 +368,7 @@ class Decoder:
         filter_name = chain_filter.get("name")
         sub = chain_filter.get("subFilter")
         if filter_name is UNKNOWN:
-            walk.add(f"{fat}.name", "the filter name is unknown until apply", UNKNOWN_VALUE)
-            return
+            return  # the spec decode reports it
         if apply_to in ("LISTENER", "FILTER_CHAIN"):
             walk.add(
                 fat,
@@ -516,25 +512,16 @@ class Decoder:
             self._field_value(walk, f, item, here, depth)
 
     def _unknown_field(self, walk: _Walk, descriptor: Any, key: str, path: str) -> None:
-        names = sorted(
-            {f.json_name for f in descriptor.fields}
-            if walk.crd
-            else {n for f in descriptor.fields for n in (f.name, f.json_name)}
+        names = {f.json_name for f in descriptor.fields}
+        if not walk.crd:
+            names |= {f.name for f in descriptor.fields}
+        close = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.75)
+        hint = f" (did you mean '{close[0]}'?)" if close and len(key) < 100 else ""
+        walk.add(
+            _key_path(path, key),
+            f"unknown field '{key}' in {descriptor.full_name}{hint}",
+            PRUNED_FIELD if walk.crd else UNKNOWN_FIELD,
         )
-        close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        if walk.crd:
-            walk.add(
-                _key_path(path, key),
-                f"unknown field '{key}' in {descriptor.full_name}{hint}",
-                PRUNED_FIELD,
-            )
-        else:
-            walk.add(
-                _key_path(path, key),
-                f"unknown field '{key}' in {descriptor.full_name}{hint}",
-                UNKNOWN_FIELD,
-            )
 
     def _field_value(self, walk: _Walk, f: _Field, value: Any, path: str, depth: int) -> None:
         if value is UNKNOWN:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi_policy
+import pytest
 import yaml
 from aimesh_policies import all_policies
 from aimesh_policies.accessors import SENTINEL_UNKNOWN_STRING
@@ -115,3 +116,11 @@ def run_policy(policy: Policy, objs: list[K8sObject], config: Mapping[str, Any])
 
 def policy_named(name: str) -> Policy | None:
     return next((p for p in all_policies() if p.name == name), None)
+
+
+def needs_descriptor_set(request: pytest.FixtureRequest, policy_name: str) -> None:
+    """The decoding policies can only say "cannot verify" without the Envoy/Istio descriptor set:
+    a test of their verdicts builds it first, or skips where Go is absent (tests/conftest.py)."""
+    policy = policy_named(policy_name)
+    if policy is not None and policy.concern == "decoding":
+        request.getfixturevalue("descriptor_set")

@@ -20,6 +20,7 @@ import pytest
 from tests.policy.support import (
     fixture_files,
     load_fixture,
+    needs_descriptor_set,
     objects_of_documents,
     policy_named,
     run_policy,
@@ -55,8 +56,11 @@ def _findings(path: Path, documents: list[dict[str, Any]]) -> list[list[str]]:
 
 @pytest.mark.usefixtures("upstream_available")
 @pytest.mark.parametrize("path", fixture_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_every_served_version_gives_the_same_verdict(path: Path) -> None:
+def test_every_served_version_gives_the_same_verdict(
+    path: Path, request: pytest.FixtureRequest
+) -> None:
     fixture = load_fixture(path)
+    needs_descriptor_set(request, fixture.policy)
     original = _findings(path, fixture.documents)
     for index, document in enumerate(fixture.documents):
         api_version = document.get("apiVersion")
@@ -83,8 +87,9 @@ def _helm_paths() -> list[Path]:
 
 
 @pytest.mark.parametrize("path", _helm_paths(), ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_helm_release_and_v4_chart_values_agree(path: Path) -> None:
+def test_helm_release_and_v4_chart_values_agree(path: Path, request: pytest.FixtureRequest) -> None:
     fixture = load_fixture(path)
+    needs_descriptor_set(request, fixture.policy)
     documents = copy.deepcopy(fixture.documents)
     for document in documents:
         envelope = document.get("__pulumi__")

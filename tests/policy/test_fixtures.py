@@ -16,6 +16,7 @@ from tests.policy.support import (
     FIXTURES,
     fixture_files,
     load_fixture,
+    needs_descriptor_set,
     objects_of_documents,
     policy_named,
     run_policy,
@@ -28,8 +29,7 @@ def test_fixture_verdict(path: Path, request: pytest.FixtureRequest) -> None:
     assert fixture.verdict in ("pass", "fail"), f"{fixture.id}: name must end -pass/-fail"
     policy = policy_named(fixture.policy)
     assert policy is not None, f"{fixture.id}: no policy named {fixture.policy!r}"
-    if policy.concern == "decoding":
-        request.getfixturevalue("descriptor_set")  # built here, or a skip where Go is absent
+    needs_descriptor_set(request, fixture.policy)
     assert fixture.documents, f"{fixture.id}: no YAML documents"
     verdicts = {}
     for typed in (False, True):
