@@ -13,7 +13,7 @@ export PULUMI_CONFIG_PASSPHRASE ?=
 # The policy pack's config (exemptions, model-namespace selection): the same file in CI.
 export POLICY_PACK_CONFIG ?= policy-pack/policy-config.json
 
-.PHONY: help ensure prereqs descriptors up down preview check test lint format docs bench clean
+.PHONY: help ensure prereqs descriptors up down preview check test e2e e2e-toolchain lint format docs bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -47,14 +47,15 @@ endef
 # Shared by up/preview. The file backend's directory must exist (Pulumi does not create it:
 # "unable to open bucket"). The CLI runs a LOCAL policy pack from the virtualenv named in
 # PulumiPolicy.yaml (policy-pack/venv) but never creates or fills it, so it is prepared here.
+policy-pack/venv/.installed: policy-pack/requirements.txt
+	$(PYTHON) -m venv policy-pack/venv
+	policy-pack/venv/bin/python -m pip install --quiet --upgrade pip
+	policy-pack/venv/bin/python -m pip install --quiet -r policy-pack/requirements.txt
+	touch $@
+
 define stack_ready
 	$(descriptors_if_go)
 	@mkdir -p $(CURDIR)/.pulumi
-	@test policy-pack/venv/.installed -nt policy-pack/requirements.txt || { \
-	  $(PYTHON) -m venv policy-pack/venv \
-	  && policy-pack/venv/bin/python -m pip install --quiet --upgrade pip \
-	  && policy-pack/venv/bin/python -m pip install --quiet -r policy-pack/requirements.txt \
-	  && touch policy-pack/venv/.installed; }
 	pulumi stack select --create $(STACK)
 endef
 
@@ -63,7 +64,7 @@ endef
 # kubeconfig is unknown during a preview, and the engine refuses to construct Helm v4 Charts
 # with an unknown provider ("cannot construct components if the provider is configured with
 # unknown values"). Without the preview the update creates the cluster first, then the charts.
-up: prereqs ensure  ## kind cluster + Istio + cert-manager + KServe + zero trust + demo models (stack $(STACK))
+up: prereqs ensure policy-pack/venv/.installed  ## kind cluster + Istio + cert-manager + KServe + zero trust + demo models (stack $(STACK))
 	$(stack_ready)
 	pulumi up --stack $(STACK) --yes --skip-preview --policy-pack policy-pack \
 		--policy-pack-config $(POLICY_PACK_CONFIG)
@@ -72,7 +73,7 @@ down: prereqs  ## destroy the stack (the kind cluster goes with it)
 	pulumi destroy --stack $(STACK) --yes
 
 # On kind, a preview needs the cluster to exist (after a first `make up`), see `up`.
-preview: prereqs ensure  ## pulumi preview with the policy pack, as CI runs it
+preview: prereqs ensure policy-pack/venv/.installed  ## pulumi preview with the policy pack, as CI runs it
 	$(stack_ready)
 	pulumi preview --stack $(STACK) --policy-pack policy-pack \
 		--policy-pack-config $(POLICY_PACK_CONFIG)
@@ -84,6 +85,16 @@ check: ensure  ## offline: evaluate stack $(STACK), send it through the policy p
 test: ensure  ## everything offline: unit, components, programs per stack, schemas, policy pack
 	$(descriptors_if_go)
 	$(PY) -m pytest -n 2 -q
+
+# The real thing (docs/e2e.md): Go 1.26 builds the pinned toolchain into ~/.cache/aimesh/e2e
+# (once; reused while e2e/pins.toml is unchanged), then the scenario runs against a control
+# plane on 127.0.0.1. Fails, never skips, when something is broken.
+E2E_REPORT ?= build/e2e/report.json
+e2e-toolchain: ensure  ## build (or reuse) the pinned Pulumi CLI, provider, control plane and kwok
+	$(PY) -m e2e.toolchain
+
+e2e: e2e-toolchain policy-pack/venv/.installed  ## the real Pulumi CLI + provider + API server, end to end
+	$(PY) -m e2e.scenario --report $(E2E_REPORT)
 
 lint: ensure  ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,95 @@
+"""Offline checks of the e2e harness: the committed wrapper modules say what e2e/pins.toml says,
+and the report records what happened. The real run is `make e2e` (docs/e2e.md)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from e2e import toolchain
+from e2e.report import Report, StepFailed
+
+PINS = toolchain.load_pins()
+
+
+def _requires(module: str) -> dict[str, str]:
+    text = (toolchain.MODULES / module / "go.mod").read_text()
+    return dict(re.findall(r"^\s*(?:require\s+)?(\S+) (v\S+)(?: // indirect)?$", text, flags=re.M))
+
+
+def _replaces(module: str) -> dict[str, str]:
+    text = (toolchain.MODULES / module / "go.mod").read_text()
+    return dict(re.findall(r"^\s*(\S+) => \S+ (v\S+)$", text, flags=re.M))
+
+
+@pytest.mark.parametrize(
+    ("module", "path", "version"),
+    [
+        ("pulumi", PINS["pulumi"]["module"], PINS["pulumi"]["version"]),
+        ("pulumi", "github.com/pulumi/pulumi/sdk/v3", PINS["pulumi"]["sdk_version"]),
+        ("provider", PINS["provider"]["module"], PINS["provider"]["version"]),
+        ("kube", PINS["kubernetes"]["module"], PINS["kubernetes"]["version"]),
+        ("kube", PINS["kwok"]["module"], PINS["kwok"]["version"]),
+        ("etcd", PINS["etcd"]["module"], PINS["etcd"]["version"]),
+    ],
+)
+def test_wrapper_modules_build_the_pinned_versions(module: str, path: str, version: str) -> None:
+    # A pin edited without `python -m e2e.toolchain --regen` would build something else.
+    assert _requires(module).get(path) == version
+
+
+def test_every_kubernetes_staging_module_is_one_release() -> None:
+    replaces = _replaces("kube")
+    staging = {name: v for name, v in _requires("kube").items() if name.startswith("k8s.io/")}
+    assert len(replaces) >= 30
+    assert set(replaces.values()) == {PINS["kubernetes"]["staging_version"]}
+    # A staging module the build uses but nothing replaces would resolve to another release.
+    for name, version in staging.items():
+        if version == "v0.0.0":
+            assert name in replaces
+
+
+def test_wrapper_modules_have_checksums() -> None:
+    for module in ("pulumi", "provider", "kube", "etcd"):
+        go_sum = (toolchain.MODULES / module / "go.sum").read_text()
+        assert go_sum.count(" h1:") > 50, module
+
+
+def test_staging_replaces_come_from_the_kubernetes_go_mod() -> None:
+    kube_mod = "require (\n\tk8s.io/api v0.0.0\n\tk8s.io/utils v0.0.0-2026\n\tk8s.io/kubelet v0.0.0\n)\n"
+    assert toolchain._staging_replaces(kube_mod, "v0.36.3") == [
+        "\tk8s.io/api => k8s.io/api v0.36.3",
+        "\tk8s.io/kubelet => k8s.io/kubelet v0.36.3",
+    ]
+
+
+def test_toolchain_hash_covers_pins_and_modules() -> None:
+    first = toolchain.pins_hash()
+    assert first == toolchain.pins_hash()
+    assert re.fullmatch(r"[0-9a-f]{16}", first)
+    assert toolchain.current().root.name == first
+
+
+def test_cache_root_honours_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AIMESH_E2E_CACHE", str(tmp_path))
+    assert toolchain.cache_root() == tmp_path.resolve()
+
+
+def test_report_records_pass_fail_and_stops(tmp_path: Path) -> None:
+    report = Report(tmp_path / "report.json")
+    with report.step("first", "passes") as step:
+        step.counts = {"resources": 3}
+    with pytest.raises(StepFailed), report.step("second", "fails"):
+        raise StepFailed("the cluster changed")
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["result"] == "fail"
+    assert [(s["name"], s["status"]) for s in data["steps"]] == [
+        ("first", "pass"),
+        ("second", "fail"),
+    ]
+    assert data["steps"][0]["counts"] == {"resources": 3}
+    assert data["steps"][1]["detail"] == "the cluster changed"
+    assert report.summary().splitlines()[-1] == "1 passed, 1 failed"
