@@ -15,6 +15,8 @@ from aimesh.components import (
     CertManagerArgs,
     Cluster,
     ClusterArgs,
+    ExtraObjects,
+    ExtraObjectsArgs,
     Gateway,
     GatewayArgs,
     Istio,
@@ -68,6 +70,14 @@ models = [
 # Per-namespace telemetry overrides tune namespaces the models create, so they come last.
 if config.observability and config.telemetry_overrides:
     NamespaceTelemetry("aimesh", NamespaceTelemetryArgs(config), opts=on_cluster(models))
+
+# The escape hatch (aimesh:extraObjects) comes after everything its objects could need.
+if config.extra_objects:
+    ExtraObjects(
+        "aimesh",
+        ExtraObjectsArgs(config),
+        opts=on_cluster(kserve.ready, mesh.ready, gateway.ready, models),
+    )
 
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("gatewayAddress", istio.gateway_address)

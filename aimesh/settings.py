@@ -423,6 +423,21 @@ class Settings(_Model):
     # render only: where the provider writes the manifests.
     render_dir: str = "rendered"
 
+    # Where Helm charts come from (docs/platform.md, "Offline chart sources"): the upstream
+    # repositories; a directory of `helm pull` archives (<chart>-<version>.tgz) or unpacked
+    # <chart>/ folders; or one mirror (an https Helm repository or an oci:// registry) serving
+    # the same charts at the same pinned versions. Air-gapped clusters use the last two.
+    chart_source: Literal["upstream", "directory", "mirror"] = "upstream"
+    chart_directory: str | None = None
+    chart_mirror: str | None = None
+    # Platform components the cluster already runs (installed by the platform team): aimesh
+    # does not install them, checks that their CRDs exist, and still registers every security
+    # object of its own on top of them.
+    bring_your_own: list[Literal["certManager", "istio", "kserve", "monitoring", "collector"]] = []
+    # The escape hatch: further manifests registered as they are, after the platform. The
+    # policy pack judges them like every other object, so this cannot quietly weaken anything.
+    extra_objects: list[dict[str, Any]] = []
+
     # Issuer of gateway certificates. selfSignedCA: a self-signed root -> CA issuer chain in the
     # cluster (dev); acme: an ACME server, HTTP-01 through the ingress gateway; existing: an
     # Issuer/ClusterIssuer the platform team already runs (Vault, a corporate CA, ...).
@@ -520,6 +535,55 @@ class Settings(_Model):
                 f"certKeyAlgorithm {self.cert_key_algorithm}; "
                 f"must be one of {', '.join(map(str, allowed))}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _sources(self) -> Self:
+        if self.chart_source == "directory" and not self.chart_directory:
+            raise ValueError(
+                "chartDirectory: chartSource 'directory' needs the folder holding the charts "
+                "(<chart>-<version>.tgz as `helm pull` writes them, or unpacked <chart>/)"
+            )
+        if self.chart_source == "mirror" and not self.chart_mirror:
+            raise ValueError(
+                "chartMirror: chartSource 'mirror' needs the mirror's https:// Helm repository "
+                "or oci:// registry base"
+            )
+        if self.chart_directory and self.chart_source != "directory":
+            raise ValueError("chartDirectory: only used with chartSource 'directory'; set both")
+        if self.chart_mirror and self.chart_source != "mirror":
+            raise ValueError("chartMirror: only used with chartSource 'mirror'; set both")
+        if self.chart_mirror and urlparse(self.chart_mirror).scheme not in ("https", "oci"):
+            raise ValueError(
+                f"chartMirror: {self.chart_mirror!r} must be an https:// Helm repository or an "
+                "oci:// registry (charts are never fetched over plain http)"
+            )
+        _unique("bringYourOwn", list(self.bring_your_own), "entry")
+        seen: dict[tuple[str, str, str, str], int] = {}
+        for index, obj in enumerate(self.extra_objects):
+            meta = obj.get("metadata")
+            for key, value in (
+                ("apiVersion", obj.get("apiVersion")),
+                ("kind", obj.get("kind")),
+                ("metadata.name", meta.get("name") if isinstance(meta, dict) else None),
+            ):
+                if not isinstance(value, str) or not value:
+                    raise ValueError(
+                        f"extraObjects[{index}].{key}: required (a Kubernetes manifest as it "
+                        "would be applied)"
+                    )
+            assert isinstance(meta, dict)
+            identity = (
+                str(obj["apiVersion"]).split("/")[0],
+                str(obj["kind"]),
+                str(meta.get("namespace", "")),
+                str(meta["name"]),
+            )
+            if identity in seen:
+                raise ValueError(
+                    f"extraObjects[{index}]: the same object as extraObjects[{seen[identity]}]"
+                )
+            seen[identity] = index
         return self
 
     @model_validator(mode="after")

@@ -99,7 +99,9 @@ class Pki:
         )
         pki.issue("admin", "/O=system:masters/CN=aimesh-e2e-admin", "extendedKeyUsage=clientAuth")
         pki.issue(
-            "controller-manager", "/CN=system:kube-controller-manager", "extendedKeyUsage=clientAuth"
+            "controller-manager",
+            "/CN=system:kube-controller-manager",
+            "extendedKeyUsage=clientAuth",
         )
         pki.issue("scheduler", "/CN=system:kube-scheduler", "extendedKeyUsage=clientAuth")
         return pki
@@ -313,8 +315,10 @@ class Cluster:
         # The service-account and root-CA controllers are running once `default` has both.
         self.wait(
             "controllers running",
-            lambda: api.get(object_path("v1", "serviceaccounts", "default", "default"))
-            and api.get(object_path("v1", "configmaps", "kube-root-ca.crt", "default")),
+            lambda: (
+                api.get(object_path("v1", "serviceaccounts", "default", "default"))
+                and api.get(object_path("v1", "configmaps", "kube-root-ca.crt", "default"))
+            ),
         )
 
     def start_kwok(self) -> None:
@@ -425,13 +429,16 @@ def smoke(cluster: Cluster) -> dict[str, float]:
     timings: dict[str, float] = {}
     timings["deployment Available"] = wait_for(
         "smoke Deployment Available",
-        lambda: _condition(api.get(object_path("apps/v1", "deployments", "smoke", ns)), "Available")
-        == "True",
+        lambda: (
+            _condition(api.get(object_path("apps/v1", "deployments", "smoke", ns)), "Available")
+            == "True"
+        ),
     )
     timings["job Complete"] = wait_for(
         "smoke Job Complete",
-        lambda: _condition(api.get(object_path("batch/v1", "jobs", "smoke", ns)), "Complete")
-        == "True",
+        lambda: (
+            _condition(api.get(object_path("batch/v1", "jobs", "smoke", ns)), "Complete") == "True"
+        ),
     )
     api.delete(object_path("v1", "namespaces", ns))
     timings["namespace deleted"] = wait_for(

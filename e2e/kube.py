@@ -133,4 +133,6 @@ def wait_for(
         except (OSError, ApiError) as err:  # not up yet: connection refused, 404, 503
             last = err
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f": {last}" if last else ""))
+    raise TimeoutError(
+        f"timed out after {timeout:.0f}s waiting for {what}" + (f": {last}" if last else "")
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 
-class StepFailed(Exception):
+class ScenarioError(Exception):
     """A scenario expectation did not hold (the message says which)."""
 
 
@@ -64,14 +64,16 @@ class Report:
         except Exception as err:
             step.status = "fail"
             step.detail = (
-                str(err) if isinstance(err, StepFailed) else traceback.format_exc(limit=8)
+                str(err) if isinstance(err, ScenarioError) else traceback.format_exc(limit=8)
             )[-6000:]
             raise
         else:
             step.status = "pass"
         finally:
             step.seconds = time.monotonic() - t0
-            print(f"<== {name}: {step.status} in {step.seconds:.1f}s {step.counts or ''}", flush=True)
+            print(
+                f"<== {name}: {step.status} in {step.seconds:.1f}s {step.counts or ''}", flush=True
+            )
             if step.status == "fail":
                 print(step.detail, flush=True)
             self.write()

@@ -24,14 +24,14 @@ from e2e import toolchain
 from e2e.cluster import Cluster, smoke
 from e2e.engine import REPO, Engine
 from e2e.kube import object_path
-from e2e.report import Report, StepFailed
+from e2e.report import Report, ScenarioError
 
 PACK_CONFIG = REPO / "policy-pack" / "policy-config.json"
 
 
 def require(condition: bool, message: str) -> None:
     if not condition:
-        raise StepFailed(message)
+        raise ScenarioError(message)
 
 
 def engine_smoke(engine: Engine, cluster: Cluster, work: Path, launcher: Path) -> dict[str, Any]:
@@ -39,6 +39,7 @@ def engine_smoke(engine: Engine, cluster: Cluster, work: Path, launcher: Path) -
     with the aimesh pack loaded by the CLI, then destroyed."""
     import pulumi
     import pulumi_kubernetes as k8s
+    from pulumi import automation as auto
 
     project = work / "engine-smoke"
     project.mkdir()
@@ -55,11 +56,11 @@ def engine_smoke(engine: Engine, cluster: Cluster, work: Path, launcher: Path) -
         )
 
     stack = engine.stack(project, "smoke", program, project_name="aimesh-engine-smoke")
-    packs = {"policy_packs": [str(launcher)], "policy_pack_configs": [str(PACK_CONFIG)]}
-    preview = stack.preview(**packs)
+    packs, configs = [str(launcher)], [str(PACK_CONFIG)]
+    preview = stack.preview(policy_packs=packs, policy_pack_configs=configs)
     require("aimesh-zero-trust" in preview.stdout, "the policy pack was not loaded by the CLI")
-    up = stack.up(**packs)
-    created = (up.summary.resource_changes or {}).get("create", 0)
+    up = stack.up(policy_packs=packs, policy_pack_configs=configs)
+    created = (up.summary.resource_changes or {}).get(auto.OpType.CREATE, 0)
     live = cluster.api.get(object_path("v1", "configmaps", "aimesh-engine-smoke", "default"))
     require(
         live is not None and live.get("data") == {"engine": "real"},
@@ -89,7 +90,9 @@ def run(report: Report, keep: bool) -> None:
         with report.step("cluster", "etcd + control plane + kwok nodes on 127.0.0.1") as step:
             cluster = cleanup.enter_context(Cluster.start(tc, base))
             step.counts = dict(cluster.timings)
-        with report.step("cluster-smoke", "a Deployment becomes Available, a Job Completes") as step:
+        with report.step(
+            "cluster-smoke", "a Deployment becomes Available, a Job Completes"
+        ) as step:
             step.counts = smoke(cluster)
         engine = Engine(base / "engine", tc, secrets.token_urlsafe(24))
         with report.step("engine-login", "private PULUMI_HOME, file backend, passphrase"):
@@ -106,10 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     keep = args.keep or bool(os.environ.get("AIMESH_E2E_KEEP"))
     report = Report(args.report, meta={"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")})
-    try:
+    # A failure is recorded in its step (and makes the exit code non-zero) and stops the run.
+    with contextlib.suppress(Exception):
         run(report, keep)
-    except Exception:  # noqa: BLE001 - recorded in the report, the exit code says it
-        pass
     report.write()
     print(report.summary())
     print(f"report: {args.report}")

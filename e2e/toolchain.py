@@ -310,7 +310,6 @@ def build(tc: Toolchain, *, force: bool = False) -> dict[str, Any]:
     )
     shutil.copy2(tc.tool("pulumi-resource-kubernetes"), plugin_dir / "pulumi-resource-kubernetes")
 
-    etcd = pins["etcd"]
     go_build("etcd", "etcd", ".", LDFLAGS_BASE)
 
     kube = pins["kubernetes"]
@@ -366,7 +365,9 @@ def package_chart(
     source = Path(_download(chart["module"], chart["version"], env, cwd)["Dir"]) / chart["path"]
     chart_yaml = (source / "Chart.yaml").read_text()
     if chart.get("stamp"):
-        chart_yaml = re.sub(r"^version: .*$", f"version: {chart['version']}", chart_yaml, flags=re.M)
+        chart_yaml = re.sub(
+            r"^version: .*$", f"version: {chart['version']}", chart_yaml, flags=re.M
+        )
         chart_yaml = re.sub(
             r"^appVersion: .*$", f"appVersion: {chart['version']}", chart_yaml, flags=re.M
         )

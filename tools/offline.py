@@ -61,6 +61,7 @@ class Evaluation:
 
     resources: list[Registered] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    stack: str = "test"
 
     def by_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -246,7 +247,7 @@ def evaluate(
     """Run the program once under mocks with `config` and return what it registered.
 
     Raises whatever the program raises (e.g. a config error), after the runtime is drained."""
-    result = Evaluation()
+    result = Evaluation(stack=stack)
     pulumi_settings.reset_options(project=PROJECT, stack=stack, preview=preview)
     set_all_config(dict(config), secret_keys or [])
     mocks = _Mocks(computed)

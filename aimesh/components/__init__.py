@@ -10,6 +10,7 @@ every child (children do not inherit it). Type tokens are `aimesh:<module>:<Type
 from aimesh.builders.common import GatewayRef, ModelPlatform
 from aimesh.components.cert_manager import CertManager, CertManagerArgs
 from aimesh.components.cluster import Cluster, ClusterArgs
+from aimesh.components.extra_objects import ExtraObjects, ExtraObjectsArgs
 from aimesh.components.gateway import Gateway, GatewayArgs
 from aimesh.components.istio import Istio, IstioArgs
 from aimesh.components.kserve import KServe, KServeArgs
@@ -27,6 +28,8 @@ __all__ = [
     "CertManagerArgs",
     "Cluster",
     "ClusterArgs",
+    "ExtraObjects",
+    "ExtraObjectsArgs",
     "Gateway",
     "GatewayArgs",
     "GatewayRef",

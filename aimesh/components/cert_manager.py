@@ -8,9 +8,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from aimesh import versions
+from aimesh.builders import bring_your_own
 from aimesh.builders import cert_manager as builders
 from aimesh.builders.cluster import namespace
-from aimesh.components.charts import ChartSpec, install
+from aimesh.components.charts import ChartSpec, existing_crds, install
 from aimesh.components.manifests import aliased, child_options, register, upstream
 from aimesh.namespaces import CERT_MANAGER_NAMESPACE
 from aimesh.settings import Settings
@@ -46,26 +47,34 @@ class CertManager(pulumi.ComponentResource):
 
     ready: list[pulumi.Resource]
     issuer: dict[str, str]
-    chart: pulumi.Resource
 
     def __init__(
         self, name: str, args: CertManagerArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(TYPE, name, None, aliased(opts, *OLD_TYPES))
         settings = args.settings
-        render = settings.cluster_mode == "render"
         waits = upstream(opts)
-        ns = k8s.core.v1.Namespace(
-            f"{name}-cert-manager-ns",
-            metadata=namespace(CERT_MANAGER_NAMESPACE, injected=False)["metadata"],
-            opts=child_options(self, waits),
-        )
-        self.chart = install(
-            f"{name}-cert-manager",
-            chart_spec(settings),
-            render=render,
-            opts=child_options(self, waits, [ns]),
-        )
+        crds = bring_your_own.crds(settings, "certManager")
+        if crds:
+            # The cluster runs cert-manager already: its CRDs must exist; the issuers below
+            # are still aimesh's.
+            installed = existing_crds(
+                f"{name}-cert-manager-crd", crds, settings=settings, opts=child_options(self, waits)
+            )
+        else:
+            ns = k8s.core.v1.Namespace(
+                f"{name}-cert-manager-ns",
+                metadata=namespace(CERT_MANAGER_NAMESPACE, injected=False)["metadata"],
+                opts=child_options(self, waits),
+            )
+            installed = [
+                install(
+                    f"{name}-cert-manager",
+                    chart_spec(settings),
+                    settings=settings,
+                    opts=child_options(self, waits, [ns]),
+                )
+            ]
         # Each issuer object waits for the chart (CRDs + a webhook that answers) and for the
         # one before it (the CA issuer needs the root certificate's secret).
         issued: list[pulumi.Resource] = []
@@ -75,9 +84,9 @@ class CertManager(pulumi.ComponentResource):
                 register(
                     f"{name}-{meta['name']}",
                     manifest,
-                    child_options(self, waits, [self.chart, *issued]),
+                    child_options(self, waits, installed, issued),
                 )
             )
         self.issuer = builders.issuer_ref(settings)
-        self.ready = [self.chart, *issued]
+        self.ready = [*installed, *issued]
         self.register_outputs({"issuer": self.issuer})

@@ -13,11 +13,15 @@ The rule (docs/platform.md has the per-chart table and the reasons):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+from aimesh.builders.charts import locate
+from aimesh.settings import Settings
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 CHART_TYPE = "kubernetes:helm.sh/v4:Chart"
@@ -50,19 +54,22 @@ def method(spec: ChartSpec, *, render: bool) -> Literal["release", "chart"]:
 
 
 def install(
-    resource_name: str, spec: ChartSpec, *, render: bool, opts: pulumi.ResourceOptions
+    resource_name: str, spec: ChartSpec, *, settings: Settings, opts: pulumi.ResourceOptions
 ) -> pulumi.Resource:
-    """Register `spec` as a v3 Release or a v4 Chart (see `method`)."""
+    """Register `spec` as a v3 Release or a v4 Chart (see `method`), from the stack's chart
+    source (`aimesh:chartSource`: upstream, a local directory or a mirror; same version)."""
+    render = settings.cluster_mode == "render"
+    where = locate(settings, spec.chart, spec.version, spec.repo)
     if method(spec, render=render) == "release":
         return k8s.helm.v3.Release(
             resource_name,
             k8s.helm.v3.ReleaseArgs(
                 name=spec.release,
-                chart=spec.chart,
+                chart=where.chart,
                 version=spec.version,
                 namespace=spec.namespace,
                 repository_opts=(
-                    k8s.helm.v3.RepositoryOptsArgs(repo=spec.repo) if spec.repo else None
+                    k8s.helm.v3.RepositoryOptsArgs(repo=where.repo) if where.repo else None
                 ),
                 values=spec.values,
                 create_namespace=False,
@@ -79,12 +86,26 @@ def install(
     return k8s.helm.v4.Chart(
         resource_name,
         name=spec.release,
-        chart=spec.chart,
+        chart=where.chart,
         version=spec.version,
         namespace=spec.namespace,
-        repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=spec.repo) if spec.repo else None,
+        repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=where.repo) if where.repo else None,
         values=spec.values,
         skip_crds=spec.skip_crds,
         include_hooks=render and spec.hooks,
         opts=opts,
     )
+
+
+def existing_crds(
+    resource_name: str, crds: Sequence[str], *, settings: Settings, opts: pulumi.ResourceOptions
+) -> list[pulumi.Resource]:
+    """Read each CRD of a bring-your-own component (`aimesh:bringYourOwn`): a preview fails
+    naming the CRD the cluster lacks, before anything is created. In render mode there is no
+    cluster to read from, so nothing can be checked."""
+    if settings.cluster_mode == "render":
+        return []
+    return [
+        k8s.apiextensions.v1.CustomResourceDefinition.get(f"{resource_name}-{crd}", crd, opts=opts)
+        for crd in crds
+    ]

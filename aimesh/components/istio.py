@@ -10,9 +10,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from aimesh import versions
+from aimesh.builders import bring_your_own
 from aimesh.builders import istio as builders
 from aimesh.builders.cluster import namespace, static_gateway_address
-from aimesh.components.charts import ChartSpec, install
+from aimesh.components.charts import ChartSpec, existing_crds, install
 from aimesh.components.manifests import child_options, upstream
 from aimesh.namespaces import INGRESS_NAMESPACE, ISTIO_NAMESPACE
 from aimesh.settings import Settings
@@ -78,13 +79,20 @@ class Istio(pulumi.ComponentResource):
     ) -> None:
         super().__init__("aimesh:istio:Istio", name, None, opts)
         settings = args.settings
-        render = settings.cluster_mode == "render"
         waits = upstream(opts)
         specs = chart_specs(settings)
 
         def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
             return child_options(self, waits, after)
 
+        crds = bring_your_own.crds(settings, "istio")
+        if crds:
+            # The cluster runs Istio already (base, istiod and the ingress gateway, with their
+            # namespaces): its CRDs must exist; every mesh security object is still aimesh's.
+            self.ready = existing_crds(f"{name}-istio-crd", crds, settings=settings, opts=child())
+            self.gateway_address = pulumi.Output.from_input(static_gateway_address(settings) or "")
+            self.register_outputs({"gateway_address": self.gateway_address})
+            return
         system_ns = k8s.core.v1.Namespace(
             f"{name}-istio-system-ns",
             metadata=namespace(ISTIO_NAMESPACE, injected=False)["metadata"],
@@ -96,17 +104,17 @@ class Istio(pulumi.ComponentResource):
             opts=child(),
         )
         self.base = install(
-            f"{name}-istio-base", specs["base"], render=render, opts=child(system_ns)
+            f"{name}-istio-base", specs["base"], settings=settings, opts=child(system_ns)
         )
         # istiod serves the validating webhook of every Istio CR and injects sidecars.
         self.istiod = install(
-            f"{name}-istiod", specs["istiod"], render=render, opts=child(self.base)
+            f"{name}-istiod", specs["istiod"], settings=settings, opts=child(self.base)
         )
         # The gateway's pods are injected by istiod, so it waits for a ready istiod.
         self.gateway = install(
             f"{name}-ingressgateway",
             specs["gateway"],
-            render=render,
+            settings=settings,
             opts=child(ingress_ns, self.istiod),
         )
         self.ready = [self.base, self.istiod, self.gateway]

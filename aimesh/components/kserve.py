@@ -8,9 +8,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from aimesh import versions
+from aimesh.builders import bring_your_own
 from aimesh.builders import kserve as builders
 from aimesh.builders.cluster import namespace
-from aimesh.components.charts import ChartSpec, install
+from aimesh.components.charts import ChartSpec, existing_crds, install
 from aimesh.components.manifests import child_options, upstream
 from aimesh.namespaces import KSERVE_NAMESPACE
 from aimesh.settings import Settings
@@ -75,16 +76,25 @@ class KServe(pulumi.ComponentResource):
         def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
             return child_options(self, waits, after)
 
+        brought = bring_your_own.crds(settings, "kserve")
+        if brought:
+            # The cluster runs KServe already (controller, runtimes): its CRDs must exist; the
+            # InferenceServices and every policy around them are still aimesh's.
+            self.ready = existing_crds(
+                f"{name}-kserve-crd", brought, settings=settings, opts=child()
+            )
+            self.register_outputs({})
+            return
         ns = k8s.core.v1.Namespace(
             f"{name}-kserve-ns",
             metadata=namespace(KSERVE_NAMESPACE, injected=False)["metadata"],
             opts=child(),
         )
-        crds = install(f"{name}-kserve-crd", specs["crd"], render=render, opts=child(ns))
+        crds = install(f"{name}-kserve-crd", specs["crd"], settings=settings, opts=child(ns))
         # The controller chart carries cert-manager objects (its webhook certificate), so it
         # waits for cert-manager (in `depends_on`) and for the CRDs its webhooks validate.
         controller = install(
-            f"{name}-kserve", specs["resources"], render=render, opts=child(ns, crds)
+            f"{name}-kserve", specs["resources"], settings=settings, opts=child(ns, crds)
         )
         self.ready = [crds, controller]
         if "runtimes" in specs:
@@ -93,7 +103,7 @@ class KServe(pulumi.ComponentResource):
                 install(
                     f"{name}-kserve-runtimes",
                     specs["runtimes"],
-                    render=render,
+                    settings=settings,
                     opts=child(crds, controller),
                 )
             )

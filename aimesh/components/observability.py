@@ -24,9 +24,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from aimesh import versions
-from aimesh.builders import collector, monitoring, observability, telemetry
+from aimesh.builders import bring_your_own, collector, monitoring, observability, telemetry
 from aimesh.builders.common import metadata
-from aimesh.components.charts import ChartSpec, install
+from aimesh.components.charts import ChartSpec, existing_crds, install
 from aimesh.components.manifests import child_options, register, upstream
 from aimesh.namespaces import OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings
@@ -77,7 +77,6 @@ class Observability(pulumi.ComponentResource):
         super().__init__("aimesh:observability:Observability", name, None, opts)
         settings = args.settings
         waits = upstream(opts)
-        render = settings.cluster_mode == "render"
 
         def child(*after: pulumi.Resource) -> pulumi.ResourceOptions:
             return child_options(self, waits, after)
@@ -89,17 +88,33 @@ class Observability(pulumi.ComponentResource):
         )
         secrets = self._secrets(name, settings, child(self.namespace))
         specs = chart_specs(settings)
-        self.monitoring = install(
-            f"{name}-monitoring",
-            specs["monitoring"],
-            render=render,
-            opts=child(self.namespace, *secrets.values()),
+        chart_opts = child(self.namespace, *secrets.values())
+        monitoring_crds = bring_your_own.crds(settings, "monitoring")
+        # A Prometheus operator the cluster already runs: its CRDs must exist; the rules,
+        # monitors and receivers below are still aimesh's.
+        self.monitoring: list[pulumi.Resource] = (
+            existing_crds(
+                f"{name}-monitoring-crd", monitoring_crds, settings=settings, opts=chart_opts
+            )
+            if monitoring_crds
+            else [
+                install(
+                    f"{name}-monitoring", specs["monitoring"], settings=settings, opts=chart_opts
+                )
+            ]
         )
-        self.collector = install(
-            f"{name}-otel-collector",
-            specs["collector"],
-            render=render,
-            opts=child(self.namespace, *secrets.values()),
+        # A collector the platform team runs serves the same address (docs/platform.md).
+        self.collector: list[pulumi.Resource] = (
+            []
+            if bring_your_own.brought(settings, "collector")
+            else [
+                install(
+                    f"{name}-otel-collector",
+                    specs["collector"],
+                    settings=settings,
+                    opts=chart_opts,
+                )
+            ]
         )
         # Istio objects wait for Istio (CRDs, istiod's validating webhook) and the namespace.
         self.mesh_objects = {
@@ -108,7 +123,7 @@ class Observability(pulumi.ComponentResource):
         }
         # prometheus-operator objects wait for the chart that installs their CRDs and webhook.
         self.monitoring_objects = {
-            suffix: register(f"{name}-{suffix}", manifest, child(self.monitoring))
+            suffix: register(f"{name}-{suffix}", manifest, child(*self.monitoring))
             for suffix, manifest in observability.monitoring_resources(settings).items()
         }
         self.dashboards = {
@@ -122,8 +137,8 @@ class Observability(pulumi.ComponentResource):
         }
         self.ready = [
             self.namespace,
-            self.monitoring,
-            self.collector,
+            *self.monitoring,
+            *self.collector,
             *self.mesh_objects.values(),
             *self.monitoring_objects.values(),
         ]

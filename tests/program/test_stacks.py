@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from aimesh import settings
-from aimesh.namespaces import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
+from aimesh.builders import bring_your_own
 from tools import offline, schemas
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -36,6 +36,15 @@ CRD_CHARTS: dict[str, frozenset[str]] = {
 }
 
 
+# The charts a bring-your-own component (aimesh:bringYourOwn) replaces.
+BROUGHT_CHARTS: dict[str, frozenset[str]] = {
+    "certManager": frozenset({"cert-manager"}),
+    "istio": frozenset({"base", "istiod"}),
+    "kserve": frozenset({"kserve-crd", "kserve-resources"}),
+    "monitoring": frozenset({"kube-prometheus-stack"}),
+}
+
+
 def chart_name(resource: offline.Registered) -> str:
     """`cert-manager`, `istiod`, `kserve-resources` (OCI references keep their last segment)."""
     return str(resource.inputs.get("chart", "")).rsplit("/", 1)[-1]
@@ -53,18 +62,26 @@ def custom_resources(evaluation: offline.Evaluation) -> list[offline.Registered]
     ]
 
 
+CRD_TYPE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+
+
 def waits_for(evaluation: offline.Evaluation, resource: offline.Registered) -> set[str]:
-    """Names of the charts `resource` waits for, directly or through what it depends on."""
+    """Names of the charts `resource` waits for, directly or through what it depends on, and
+    of the CRDs of bring-your-own components it checks first (`crd:<name>`)."""
     by_urn = {r.urn: r for r in evaluation.resources}
     seen: set[str] = set()
     todo = list(resource.dependencies)
     while todo:
         urn = todo.pop()
-        if urn in seen or urn not in by_urn:
+        if urn in seen:
             continue
         seen.add(urn)
-        todo.extend(by_urn[urn].dependencies)
-    return {chart_name(by_urn[u]) for u in seen if by_urn[u].type in CHART_TYPES}
+        if urn in by_urn:
+            todo.extend(by_urn[urn].dependencies)
+    charts = {chart_name(by_urn[u]) for u in seen if u in by_urn and by_urn[u].type in CHART_TYPES}
+    # CRD reads (`.get`) are not registrations, so they appear only as dependency URNs.
+    crds = {"crd:" + u.rsplit("-crd-", 1)[-1] for u in seen if f"${CRD_TYPE}::" in u}
+    return charts | crds
 
 
 def stack_settings(stack: str) -> settings.Settings:
@@ -109,6 +126,8 @@ def test_custom_resources_wait_for_their_crd_and_webhook_charts(
 ) -> None:
     resources = custom_resources(stack_evaluation)
     assert resources, "the program registers custom resources; finding none means a broken check"
+    brought = stack_settings(stack_evaluation.stack).bring_your_own
+    brought_charts = {chart for c in brought for chart in BROUGHT_CHARTS.get(c, ())}
     problems = []
     for resource in resources:
         group = str(resource.inputs["apiVersion"]).rpartition("/")[0]
@@ -116,7 +135,13 @@ def test_custom_resources_wait_for_their_crd_and_webhook_charts(
         if required is None:
             problems.append(f"{resource.name}: no chart of this program installs {group} CRDs")
             continue
-        missing = required - waits_for(stack_evaluation, resource)
+        waited = waits_for(stack_evaluation, resource)
+        if required & brought_charts:
+            # Bring-your-own: the component's chart is not installed; its CRDs are read first.
+            if not any(w.startswith("crd:") and w.endswith(f".{group}") for w in waited):
+                problems.append(f"{resource.name} does not wait for the check of {group} CRDs")
+            continue
+        missing = required - waited
         if missing:
             problems.append(
                 f"{resource.name} ({resource.inputs['kind']}) does not wait for {sorted(missing)}"
@@ -139,9 +164,13 @@ def test_control_plane_namespaces_are_not_injected(stack_evaluation: offline.Eva
         m["metadata"]["name"]: (m["metadata"].get("labels") or {}).get("istio-injection")
         for m in stack_evaluation.find("Namespace")
     }
-    for name in CONTROL_PLANE_NAMESPACES:
+    # Namespaces of bring-your-own components belong to the platform team's own install.
+    foreign = bring_your_own.foreign_namespaces(stack_settings(stack_evaluation.stack))
+    for name in set(CONTROL_PLANE_NAMESPACES) - foreign:
         assert labels.get(name) == "disabled", name
-    assert labels.get(INGRESS_NAMESPACE) == "enabled"
+    if INGRESS_NAMESPACE not in foreign:
+        assert labels.get(INGRESS_NAMESPACE) == "enabled"
+    assert not foreign & set(labels), "aimesh must not create a bring-your-own namespace"
     opted_out = {n for n, v in labels.items() if v == "disabled"}
     assert opted_out <= set(CONTROL_PLANE_NAMESPACES), "only control planes may leave the mesh"
 
@@ -227,6 +256,11 @@ def test_make_prepares_state_dir_and_policy_pack_venv(target: str) -> None:
     # creating it: the recipe must create it and install the pack's requirements into it
     pack = yaml.safe_load((ROOT / "policy-pack" / "PulumiPolicy.yaml").read_text())
     venv = f"policy-pack/{pack['runtime']['options']['virtualenv']}"
-    assert f"-m venv {venv}" in recipe
-    assert f"{venv}/bin/python -m pip install --quiet -r policy-pack/requirements.txt" in recipe
-    assert recipe.index(f"-m venv {venv}") < recipe.index("--policy-pack policy-pack")
+    # ... through a prerequisite target that runs before the recipe
+    assert f"{venv}/.installed" in prerequisites
+    venv_prerequisites, venv_recipe = make_recipe(f"{venv}/.installed")
+    assert "policy-pack/requirements.txt" in venv_prerequisites
+    assert f"-m venv {venv}" in venv_recipe
+    assert (
+        f"{venv}/bin/python -m pip install --quiet -r policy-pack/requirements.txt" in venv_recipe
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from e2e import toolchain
-from e2e.report import Report, StepFailed
+from e2e.report import Report, ScenarioError
 
 PINS = toolchain.load_pins()
 
@@ -59,7 +59,9 @@ def test_wrapper_modules_have_checksums() -> None:
 
 
 def test_staging_replaces_come_from_the_kubernetes_go_mod() -> None:
-    kube_mod = "require (\n\tk8s.io/api v0.0.0\n\tk8s.io/utils v0.0.0-2026\n\tk8s.io/kubelet v0.0.0\n)\n"
+    kube_mod = (
+        "require (\n\tk8s.io/api v0.0.0\n\tk8s.io/utils v0.0.0-2026\n\tk8s.io/kubelet v0.0.0\n)\n"
+    )
     assert toolchain._staging_replaces(kube_mod, "v0.36.3") == [
         "\tk8s.io/api => k8s.io/api v0.36.3",
         "\tk8s.io/kubelet => k8s.io/kubelet v0.36.3",
@@ -82,8 +84,8 @@ def test_report_records_pass_fail_and_stops(tmp_path: Path) -> None:
     report = Report(tmp_path / "report.json")
     with report.step("first", "passes") as step:
         step.counts = {"resources": 3}
-    with pytest.raises(StepFailed), report.step("second", "fails"):
-        raise StepFailed("the cluster changed")
+    with pytest.raises(ScenarioError), report.step("second", "fails"):
+        raise ScenarioError("the cluster changed")
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["result"] == "fail"
     assert [(s["name"], s["status"]) for s in data["steps"]] == [
