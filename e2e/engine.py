@@ -124,6 +124,9 @@ class Engine:
         launcher.parent.mkdir(parents=True, exist_ok=True)
         launcher.write_text(PACK_LAUNCHER.format(python=python, pack=pack_dir))
         launcher.chmod(0o755)
+        # The CLI reads the pack's name, version and description from a PulumiPolicy.yaml
+        # beside an executable pack, as it does from the pack's own folder.
+        shutil.copyfile(pack_dir / "PulumiPolicy.yaml", launcher.parent / "PulumiPolicy.yaml")
         return launcher
 
     def stack(

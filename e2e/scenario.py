@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from e2e import aimesh_steps as steps
 from e2e import toolchain
 from e2e.cluster import Cluster, smoke
-from e2e.engine import REPO, Engine
+from e2e.engine import REPO, Engine, project_copy
 from e2e.kube import object_path
 from e2e.report import Report, ScenarioError
 
@@ -100,6 +101,41 @@ def run(report: Report, keep: bool) -> None:
             launcher = engine.pack_launcher(REPO / "policy-pack")
         with report.step("engine-smoke", "ConfigMap via the real CLI + provider + pack") as step:
             step.counts = engine_smoke(engine, cluster, base, launcher)
+
+        sc = steps.Scenario(
+            engine=engine,
+            cluster=cluster,
+            project=project_copy(base / "project"),
+            launcher=launcher,
+            pack_config=PACK_CONFIG,
+            charts=tc.charts,
+        )
+        report.meta["bring_your_own"] = steps.WHY_BROUGHT
+        with report.step(
+            "bring-your-own", "upstream CRDs of the components no module serves"
+        ) as step:
+            step.counts = steps.bring_your_own(sc)
+        with report.step("a-preview", "preview with the pack: 0 mandatory violations") as step:
+            step.counts = steps.step_a_preview(sc)
+        with report.step("b-up", "up converges; every object checked through the API") as step:
+            step.counts = steps.step_b_up(sc)
+        with report.step("c-no-changes", "preview --expect-no-changes: no perpetual diff") as step:
+            step.counts = steps.step_c_no_changes(sc)
+        for which, (policy, _) in steps.WEAKENINGS.items():
+            with report.step(
+                f"d-weakening-{which}", f"stopped by {policy}, cluster unchanged"
+            ) as step:
+                step.counts = steps.step_d_weakening(sc, which)
+        with report.step("e-canary", "canary added, up, removed, up: no orphan") as step:
+            step.counts = steps.step_e_canary(sc)
+        with report.step("f-export", "stack export holds no plain-text secret") as step:
+            step.counts = steps.step_f_export(sc)
+        with report.step("g-destroy", "destroy leaves no object of the stack") as step:
+            step.counts = steps.step_g_destroy(sc)
+        with report.step(
+            "h-ci-preview", "the PR workflow's preview: ci stack, offline charts"
+        ) as step:
+            step.counts = steps.step_h_ci_preview(sc, tc.charts)
 
 
 def main(argv: list[str] | None = None) -> int:

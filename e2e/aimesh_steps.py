@@ -1,0 +1,440 @@
+"""The aimesh scenario (issue 9, steps a-h) on the `e2e` stack, through the real engine.
+
+Each function is one step: it drives the real CLI (Automation API, see e2e/engine.py) and then
+looks at the API server itself; it raises ScenarioError naming what did not hold and returns the
+step's figures for the report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pulumi import automation as auto
+
+from e2e.checks import (
+    ObjectRef,
+    Resources,
+    managed_objects,
+    plaintext_secrets,
+    resource_versions,
+    state_objects,
+    verify_objects,
+)
+from e2e.cluster import Cluster
+from e2e.engine import Engine
+from e2e.kube import Json, object_path, wait_for
+from e2e.report import ScenarioError
+from tools import schemas
+
+# What stands in for each bring-your-own component's own install: its upstream CRDs (the
+# pinned versions, ../shared/upstream) and the namespaces its install owns. Why each is
+# bring-your-own here: docs/e2e.md.
+BROUGHT = {
+    "istio": (["istio/crds.yaml"], ["istio-system", "istio-ingress"]),
+    "kserve": (["kserve/crds"], []),
+    "monitoring": (["prometheus-operator/crds"], []),
+    "collector": ([], []),
+}
+WHY_BROUGHT = {
+    "istio": "no Go module serves Istio 1.30.3's charts (istio.io/istio: only unapproved "
+    "pseudo-versions)",
+    "kserve": "github.com/kserve/kserve is not served by the Go module proxy",
+    "monitoring": "kube-prometheus-stack 88.5.3 is in no Go module",
+    "collector": "the opentelemetry-collector chart 0.170.0 is in no Go module",
+}
+# The policies each weakening must be stopped by (docs/policies.md).
+WEAKENINGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "allow-all": (
+        "istio-authorizationpolicy-forbid-allow-all",
+        {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "AuthorizationPolicy",
+            "metadata": {"name": "e2e-allow-all", "namespace": "fraud-detector"},
+            "spec": {"action": "ALLOW", "rules": [{}]},
+        },
+    ),
+    "permissive-mtls": (
+        "istio-peerauthentication-require-strict-mtls",
+        {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "PeerAuthentication",
+            "metadata": {"name": "e2e-permissive", "namespace": "fraud-detector"},
+            "spec": {"mtls": {"mode": "PERMISSIVE"}},
+        },
+    ),
+}
+CANARY_MODEL = "churn-scorer"
+
+
+def require(condition: object, message: str) -> None:
+    if not condition:
+        raise ScenarioError(message)
+
+
+@dataclass
+class Scenario:
+    """State shared by the steps of one run."""
+
+    engine: Engine
+    cluster: Cluster
+    project: Path
+    launcher: Path
+    pack_config: Path
+    charts: Path
+    stack: auto.Stack | None = None
+    resources: Resources | None = None
+    secret_values: list[str] = field(default_factory=list)
+
+    @property
+    def packs(self) -> dict[str, list[str]]:
+        return {
+            "policy_packs": [str(self.launcher)],
+            "policy_pack_configs": [str(self.pack_config)],
+        }
+
+    def the_stack(self) -> auto.Stack:
+        if self.stack is None:
+            raise ScenarioError("the e2e stack was never created (an earlier step failed)")
+        return self.stack
+
+    def api_resources(self) -> Resources:
+        if self.resources is None:
+            self.resources = Resources(self.cluster.api)
+        return self.resources
+
+    def deployment(self) -> Json:
+        exported = self.the_stack().export_stack().deployment
+        return dict(exported or {})
+
+    def preview(self, **extra: Any) -> auto.PreviewResult:
+        return self.the_stack().preview(
+            policy_packs=self.packs["policy_packs"],
+            policy_pack_configs=self.packs["policy_pack_configs"],
+            diff=False,
+            **extra,
+        )
+
+    def up(self) -> auto.UpResult:
+        return self.the_stack().up(
+            policy_packs=self.packs["policy_packs"],
+            policy_pack_configs=self.packs["policy_pack_configs"],
+        )
+
+
+def bring_your_own(sc: Scenario) -> dict[str, Any]:
+    """The platform team's installs that stand in for components no Go module serves."""
+    api = sc.cluster.api
+    applied = 0
+    for crd_paths, namespaces in BROUGHT.values():
+        for ns in namespaces:
+            api.apply(
+                object_path("v1", "namespaces", ns),
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+            )
+        for rel in crd_paths:
+            source = schemas.upstream(rel)
+            files = sorted(source.glob("*.yaml")) if source.is_dir() else [source]
+            for path in files:
+                for doc in schemas.load_yaml_documents(path):
+                    if not doc or doc.get("kind") != "CustomResourceDefinition":
+                        continue
+                    name = doc["metadata"]["name"]
+                    api.apply(
+                        object_path("apiextensions.k8s.io/v1", "customresourcedefinitions", name),
+                        doc,
+                    )
+                    applied += 1
+    crds = object_path("apiextensions.k8s.io/v1", "customresourcedefinitions")
+
+    def established() -> bool:
+        items = api.items(crds)
+        return all(
+            any(
+                c.get("type") == "Established" and c.get("status") == "True"
+                for c in i.get("status", {}).get("conditions", [])
+            )
+            for i in items
+        )
+
+    wait_for("upstream CRDs Established", established, timeout=120)
+    return {"crds_applied": applied, "components": len(BROUGHT)}
+
+
+def create_stack(sc: Scenario) -> None:
+    stack = sc.engine.stack(sc.project, "e2e")
+    kubeconfig = sc.cluster.kubeconfig.read_text()
+    grafana = secrets.token_urlsafe(18)
+    sc.secret_values += [kubeconfig.split("client-key-data: ")[1].split()[0], grafana]
+    stack.set_config("aimesh:kubeconfig", auto.ConfigValue(kubeconfig, secret=True))
+    stack.set_config("aimesh:grafanaAdminPassword", auto.ConfigValue(grafana, secret=True))
+    stack.set_config("aimesh:chartSource", auto.ConfigValue("directory"))
+    stack.set_config("aimesh:chartDirectory", auto.ConfigValue(str(sc.charts)))
+    sc.stack = stack
+
+
+def _counts(summary: Mapping[Any, int] | None) -> dict[str, int]:
+    return {str(getattr(k, "value", k)): v for k, v in (summary or {}).items()}
+
+
+def step_a_preview(sc: Scenario) -> dict[str, Any]:
+    """a. preview with the pack: succeeds, no mandatory violation."""
+    create_stack(sc)
+    result = sc.preview()
+    out = result.stdout
+    require("aimesh-zero-trust" in out, "the CLI did not load the policy pack")
+    require("mandatory" not in out.lower(), f"mandatory violations in the preview:\n{out[-3000:]}")
+    advisory = len(re.findall(r"\[advisory\]", out))
+    return {**_counts(result.change_summary), "advisory_violations": advisory}
+
+
+def semantic_checks(sc: Scenario) -> int:
+    """What the platform promises, read back from the API server."""
+    api = sc.cluster.api
+    config = yaml.safe_load((sc.project / "Pulumi.e2e.yaml").read_text())["config"]
+    models = config["aimesh:models"]
+    checks = 0
+
+    def get(api_version: str, plural: str, name: str, ns: str = "") -> Json:
+        obj = api.get(object_path(api_version, plural, name, ns))
+        require(obj is not None, f"{plural} {ns}/{name} is not in the API server")
+        assert obj is not None
+        return obj
+
+    def items(api_version: str, plural: str, ns: str) -> list[Json]:
+        return api.items(object_path(api_version, plural, namespace=ns))
+
+    peer = [
+        p
+        for p in items("security.istio.io/v1", "peerauthentications", "istio-system")
+        if not p["spec"].get("selector")
+    ]
+    require(
+        len(peer) == 1 and peer[0]["spec"].get("mtls", {}).get("mode") == "STRICT",
+        f"mesh-root PeerAuthentication is not STRICT: {peer}",
+    )
+    checks += 1
+    root = items("security.istio.io/v1", "authorizationpolicies", "istio-system")
+    require(
+        any(not p.get("spec") for p in root),
+        "no root deny-all AuthorizationPolicy in istio-system",
+    )
+    checks += 1
+    ra = items("security.istio.io/v1", "requestauthentications", "istio-ingress")
+    issuers = {r.get("issuer") for x in ra for r in x.get("spec", {}).get("jwtRules", [])}
+    for integration in config.get("aimesh:integrations", []):
+        require(
+            integration["issuer"] in issuers,
+            f"no JWT rule for {integration['issuer']} at the gateway",
+        )
+        checks += 1
+    for model in models:
+        ns = model.get("namespace", model["name"])
+        isvc = get("serving.kserve.io/v1beta1", "inferenceservices", model["name"], ns)
+        predictor = isvc["spec"]["predictor"]
+        require(
+            json.dumps(predictor).find(model["storageUri"]) >= 0,
+            f"{model['name']}: InferenceService does not serve {model['storageUri']}",
+        )
+        if model.get("canary"):
+            require(
+                predictor.get("canaryTrafficPercent") == model["canary"]["trafficPercent"],
+                f"{model['name']}: canary traffic not {model['canary']['trafficPercent']}%",
+            )
+        policies = items("security.istio.io/v1", "authorizationpolicies", ns)
+        allow = [
+            p
+            for p in policies
+            if p["spec"].get("action", "ALLOW") == "ALLOW" and p["spec"].get("rules")
+        ]
+        deny_all = [p for p in policies if not p.get("spec")]
+        require(deny_all, f"{model['name']}: no namespace deny-all")
+        principals = json.dumps(allow)
+        for caller in model.get("callers", []):
+            principal = f"cluster.local/ns/{caller['namespace']}/sa/{caller['serviceAccount']}"
+            require(principal in principals, f"{model['name']}: no ALLOW rule for {principal}")
+            checks += 1
+        netpols = items("networking.k8s.io/v1", "networkpolicies", ns)
+        require(netpols, f"{model['name']}: no NetworkPolicy")
+        checks += 4
+    telemetry = items("telemetry.istio.io/v1", "telemetries", "istio-system")
+    require(
+        any(t["spec"].get("accessLogging") for t in telemetry),
+        "no mesh-wide access-logging Telemetry",
+    )
+    rules = items("monitoring.coreos.com/v1", "prometheusrules", "aimesh-observability")
+    alerts = [
+        r
+        for x in rules
+        for g in x["spec"].get("groups", [])
+        for r in g.get("rules", [])
+        if r.get("alert")
+    ]
+    require(len(alerts) >= 5, f"alert rules missing: {len(alerts)} found")
+    return checks + 2
+
+
+def step_b_up(sc: Scenario) -> dict[str, Any]:
+    """b. up with the pack converges; every object is in the API and says what was meant."""
+    result = sc.up()
+    deployment = sc.deployment()
+    figures = verify_objects(sc.cluster.api, sc.api_resources(), deployment)
+    figures["semantic_checks"] = semantic_checks(sc)
+    return {**_counts(result.summary.resource_changes), **figures}
+
+
+def step_c_no_changes(sc: Scenario) -> dict[str, Any]:
+    """c. a second preview shows no change (no perpetual diff)."""
+    try:
+        result = sc.preview(expect_no_changes=True)
+    except auto.CommandError as err:
+        raise ScenarioError(
+            f"the second preview has changes (perpetual diff):\n{str(err)[-4000:]}"
+        ) from None
+    return _counts(result.change_summary)
+
+
+def step_d_weakening(sc: Scenario, which: str) -> dict[str, Any]:
+    """d. a weakening through the escape hatch fails preview and up naming the policy; the
+    cluster is unchanged."""
+    policy, manifest = WEAKENINGS[which]
+    stack = sc.the_stack()
+    before = resource_versions(sc.cluster.api, sc.api_resources(), sc.deployment())
+    stack.set_config("aimesh:extraObjects", auto.ConfigValue(json.dumps([manifest])))
+    try:
+        for action in ("preview", "up"):
+            try:
+                sc.preview() if action == "preview" else sc.up()
+            except auto.CommandError as err:
+                text = str(err)
+                require(
+                    policy in text, f"{action} failed, but not naming {policy}:\n{text[-3000:]}"
+                )
+                require(
+                    "mandatory" in text.lower(), f"{action}: {policy} not reported as mandatory"
+                )
+            else:
+                raise ScenarioError(f"{action} succeeded with the {which} weakening")
+    finally:
+        stack.remove_config("aimesh:extraObjects")
+    api = sc.cluster.api
+    meta = manifest["metadata"]
+    ref = ObjectRef(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+    require(
+        api.get(sc.api_resources().path(ref)) is None, f"the weakening {ref} reached the cluster"
+    )
+    after = resource_versions(api, sc.api_resources(), sc.deployment())
+    changed = sorted(k for k in before if before[k] != after.get(k))
+    require(not changed, f"objects changed by a failed update: {changed[:10]}")
+    return {"policy_named": 1, "objects_unchanged": len(before)}
+
+
+def _orphans(sc: Scenario) -> list[str]:
+    """Objects labelled managed-by aimesh in the cluster that the stack does not own."""
+    owned = {
+        (r.api_version.split("/")[0] if "/" in r.api_version else "", r.kind, r.namespace, r.name)
+        for _, r in state_objects(sc.deployment())
+    }
+    live = managed_objects(sc.cluster.api, sc.api_resources())
+    extra = {
+        (r.api_version.split("/")[0] if "/" in r.api_version else "", r.kind, r.namespace, r.name)
+        for r in live
+    } - owned
+    return sorted("/".join(x) for x in extra)
+
+
+def _changed(summary: Mapping[Any, int] | None) -> int:
+    return sum(n for op, n in _counts(summary).items() if op != "same")
+
+
+def step_e_canary(sc: Scenario) -> dict[str, Any]:
+    """e. a canary model version added, up, removed, up: no orphaned object."""
+    stack = sc.the_stack()
+    config = yaml.safe_load((sc.project / "Pulumi.e2e.yaml").read_text())["config"]
+    index = [m["name"] for m in config["aimesh:models"]].index(CANARY_MODEL)
+    model = config["aimesh:models"][index]
+    canary = {"storageUri": model["storageUri"] + "-v2", "trafficPercent": 20}
+    before = len(state_objects(sc.deployment()))
+    stack.set_config(
+        f"aimesh:models[{index}].canary", auto.ConfigValue(json.dumps(canary)), path=True
+    )
+    added = sc.up()
+    isvc = sc.cluster.api.get(
+        object_path(
+            "serving.kserve.io/v1beta1",
+            "inferenceservices",
+            CANARY_MODEL,
+            model.get("namespace", CANARY_MODEL),
+        )
+    )
+    require(
+        isvc and isvc["spec"]["predictor"].get("canaryTrafficPercent") == 20,
+        "the canary is not in the InferenceService",
+    )
+    with_canary = len(state_objects(sc.deployment()))
+    stack.remove_config(f"aimesh:models[{index}].canary", path=True)
+    removed = sc.up()
+    after = len(state_objects(sc.deployment()))
+    orphans = _orphans(sc)
+    require(not orphans, f"orphaned objects after removing the canary: {orphans[:10]}")
+    require(
+        after == before,
+        f"the stack has {after} objects after the canary round trip, {before} before",
+    )
+    return {
+        "objects_before": before,
+        "objects_with_canary": with_canary,
+        "objects_after": after,
+        "changed_on_add": _changed(added.summary.resource_changes),
+        "changed_on_remove": _changed(removed.summary.resource_changes),
+        "orphans": 0,
+    }
+
+
+def step_f_export(sc: Scenario) -> dict[str, Any]:
+    """f. `pulumi stack export` holds no secret in plain text."""
+    exported = sc.engine.cli("stack", "export", "--stack", "e2e", cwd=sc.project).stdout
+    leaks = plaintext_secrets(exported, sc.secret_values)
+    require(not leaks, f"plain-text secrets in the stack export: {leaks}")
+    return {
+        "bytes": len(exported),
+        "secret_values_checked": len(sc.secret_values),
+        "ciphertexts": exported.count('"ciphertext"'),
+    }
+
+
+def step_g_destroy(sc: Scenario) -> dict[str, Any]:
+    """g. destroy leaves no object of the stack."""
+    objects = [ref for _, ref in state_objects(sc.deployment())]
+    result = sc.the_stack().destroy()
+    api, resources = sc.cluster.api, sc.api_resources()
+
+    def gone() -> bool:
+        return all(api.get(resources.path(ref)) is None for ref in objects)
+
+    wait_for("every stack object deleted", gone, timeout=180, interval=2)
+    leftover = managed_objects(api, resources)
+    require(not leftover, f"objects left after destroy: {sorted(map(str, leftover))[:10]}")
+    return {
+        "destroyed": _counts(result.summary.resource_changes).get("delete", 0),
+        "objects_checked": len(objects),
+    }
+
+
+def step_h_ci_preview(sc: Scenario, charts: Path) -> dict[str, Any]:
+    """h. the pull-request workflow's preview of the ci stack (render mode), charts offline."""
+    stack = sc.engine.stack(sc.project, "ci")
+    stack.set_config("aimesh:chartSource", auto.ConfigValue("directory"))
+    stack.set_config("aimesh:chartDirectory", auto.ConfigValue(str(charts)))
+    stack.set_config("aimesh:bringYourOwn", auto.ConfigValue(json.dumps(sorted(BROUGHT))))
+    result = stack.preview(
+        policy_packs=sc.packs["policy_packs"], policy_pack_configs=sc.packs["policy_pack_configs"]
+    )
+    require("aimesh-zero-trust" in result.stdout, "the CLI did not load the policy pack")
+    return _counts(result.change_summary)
