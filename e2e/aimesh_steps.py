@@ -167,8 +167,9 @@ def bring_your_own(sc: Scenario) -> dict[str, Any]:
     return {"crds_applied": applied, "components": len(BROUGHT)}
 
 
-def create_stack(sc: Scenario) -> None:
-    stack = sc.engine.stack(sc.project, "e2e")
+def create_stack(sc: Scenario, name: str = "e2e") -> None:
+    """The stack `name` of the project copy, pointed at this run's cluster and charts."""
+    stack = sc.engine.stack(sc.project, name)
     kubeconfig = sc.cluster.kubeconfig.read_text()
     grafana = secrets.token_urlsafe(18)
     sc.secret_values += [kubeconfig.split("client-key-data: ")[1].split()[0], grafana]
