@@ -15,6 +15,7 @@ import yaml
 
 from aimesh import settings
 from aimesh.builders import bring_your_own
+from aimesh.namespaces import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
 from tools import offline, schemas
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
