@@ -162,6 +162,10 @@ def program_of(project_dir: Path) -> Callable[[], None]:
         os.chdir(project_dir)
         if sys.path[0] != str(project_dir):
             sys.path.insert(0, str(project_dir))
+        # Each run imports the project's own package anew, from the project directory, as the
+        # fresh process a language host starts would.
+        for name in [m for m in sys.modules if m == "aimesh" or m.startswith("aimesh.")]:
+            del sys.modules[name]
         runpy.run_path(str(main), run_name="__main__")
 
     return run
