@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e import toolchain
+from e2e import checks, toolchain
 from e2e.report import Report, ScenarioError
 
 PINS = toolchain.load_pins()
@@ -95,3 +95,60 @@ def test_report_records_pass_fail_and_stops(tmp_path: Path) -> None:
     assert data["steps"][0]["counts"] == {"resources": 3}
     assert data["steps"][1]["detail"] == "the cluster changed"
     assert report.summary().splitlines()[-1] == "1 passed, 1 failed"
+
+
+def test_differences_sees_pruned_and_rewritten_fields() -> None:
+    want = {"spec": {"mtls": {"mode": "STRICT"}, "ports": [{"port": 8080}]}}
+    live = {"spec": {"mtls": {"mode": "STRICT"}, "ports": [{"port": "8080", "protocol": "TCP"}]}}
+    assert checks.differences(want, live) == []  # defaults added, int-or-string: the same
+    assert checks.differences({"spec": {"typo": 1}}, {"spec": {}}) == [
+        ".spec.typo: missing in the API server (pruned or dropped?)"
+    ]
+    assert checks.differences({"spec": {"mode": "STRICT"}}, {"spec": {"mode": "PERMISSIVE"}})
+    assert checks.differences({"a": [1, 2]}, {"a": [1]})
+
+
+def test_differences_skip_secret_inputs() -> None:
+    secret = {checks.SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270", "ciphertext": "v1:abc"}
+    assert checks.differences({"data": secret}, {"data": {"x": "eA=="}}) == []
+
+
+def test_plaintext_secrets_finds_values_and_keys() -> None:
+    exported = (
+        '{"outputs": {"password": "hunter2-long", "other": "-----BEGIN EC PRIVATE KEY-----"}}'
+    )
+    assert checks.plaintext_secrets(exported, ["hunter2-long", "absent"]) == [
+        "secret value #0",
+        "private key material",
+    ]
+    assert checks.plaintext_secrets('{"ciphertext": "v1:x"}', ["hunter2-long"]) == []
+
+
+def test_state_objects_skip_charts_providers_and_reads() -> None:
+    deployment = {
+        "resources": [
+            {"type": "pulumi:providers:kubernetes", "custom": True},
+            {"type": "kubernetes:helm.sh/v3:Release", "custom": True, "outputs": {}},
+            {
+                "type": "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition",
+                "custom": True,
+                "external": True,
+                "outputs": {
+                    "apiVersion": "apiextensions.k8s.io/v1",
+                    "kind": "CustomResourceDefinition",
+                    "metadata": {"name": "x"},
+                },
+            },
+            {
+                "type": "kubernetes:security.istio.io/v1:PeerAuthentication",
+                "custom": True,
+                "outputs": {
+                    "apiVersion": "security.istio.io/v1",
+                    "kind": "PeerAuthentication",
+                    "metadata": {"name": "default", "namespace": "istio-system"},
+                },
+            },
+        ]
+    }
+    refs = [ref for _, ref in checks.state_objects(deployment)]
+    assert [str(r) for r in refs] == ["PeerAuthentication istio-system/default"]
