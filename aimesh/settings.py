@@ -764,11 +764,34 @@ def raw_from_pulumi() -> dict[str, Any]:
     return raw
 
 
+# Keys holding credentials. Pulumi.yaml cannot mark them `secret: true` without making them
+# required in every stack (pulumi/pulumi#21797), so the program insists instead.
+SECRET_KEYS = ("kubeconfig", "grafanaAdminPassword")
+
+
+def require_secrets(raw: Mapping[str, Any], secret: set[str]) -> None:
+    """Raise ConfigError when a credential key was set in plain text."""
+    for key in SECRET_KEYS:
+        if key in raw and f"{NAMESPACE}:{key}" not in secret:
+            raise ConfigError(
+                f"invalid stack configuration:\n  - {NAMESPACE}:{key}: holds credentials, so "
+                f"it must be a secret: `pulumi config set --secret {NAMESPACE}:{key} ...`"
+            )
+
+
 def load() -> Settings:
     """Read and validate this stack's config. Raises ConfigError (as a clean Pulumi error)."""
     import pulumi
+    from pulumi.runtime import config as runtime_config
 
     try:
-        return parse(raw_from_pulumi())
+        raw = raw_from_pulumi()
+        secret = {
+            f"{NAMESPACE}:{k}"
+            for k in SECRET_KEYS
+            if runtime_config.is_config_secret(f"{NAMESPACE}:{k}")
+        }
+        require_secrets(raw, secret)
+        return parse(raw)
     except ConfigError as exc:
         raise pulumi.RunError(str(exc)) from None

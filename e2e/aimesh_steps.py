@@ -167,6 +167,26 @@ def bring_your_own(sc: Scenario) -> dict[str, Any]:
     return {"crds_applied": applied, "components": len(BROUGHT)}
 
 
+def edit_config(project: Path, stack: str, changes: dict[str, Any]) -> None:
+    """Change `Pulumi.<stack>.yaml` as a user edits it (None removes a key); encrypted values
+    and the encryption salt stay as the CLI wrote them."""
+    path = project / f"Pulumi.{stack}.yaml"
+    document = yaml.safe_load(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            document["config"].pop(key, None)
+        else:
+            document["config"][key] = value
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def stack_config(project: Path, stack: str) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((project / f"Pulumi.{stack}.yaml").read_text())[
+        "config"
+    ]
+    return config
+
+
 def create_stack(sc: Scenario, name: str = "e2e") -> None:
     """The stack `name` of the project copy, pointed at this run's cluster and charts."""
     stack = sc.engine.stack(sc.project, name)
@@ -175,8 +195,11 @@ def create_stack(sc: Scenario, name: str = "e2e") -> None:
     sc.secret_values += [kubeconfig.split("client-key-data: ")[1].split()[0], grafana]
     stack.set_config("aimesh:kubeconfig", auto.ConfigValue(kubeconfig, secret=True))
     stack.set_config("aimesh:grafanaAdminPassword", auto.ConfigValue(grafana, secret=True))
-    stack.set_config("aimesh:chartSource", auto.ConfigValue("directory"))
-    stack.set_config("aimesh:chartDirectory", auto.ConfigValue(str(sc.charts)))
+    edit_config(
+        sc.project,
+        name,
+        {"aimesh:chartSource": "directory", "aimesh:chartDirectory": str(sc.charts)},
+    )
     sc.stack = stack
 
 
@@ -198,7 +221,7 @@ def step_a_preview(sc: Scenario) -> dict[str, Any]:
 def semantic_checks(sc: Scenario) -> int:
     """What the platform promises, read back from the API server."""
     api = sc.cluster.api
-    config = yaml.safe_load((sc.project / "Pulumi.e2e.yaml").read_text())["config"]
+    config = stack_config(sc.project, "e2e")
     models = config["aimesh:models"]
     checks = 0
 
@@ -305,9 +328,8 @@ def step_d_weakening(sc: Scenario, which: str) -> dict[str, Any]:
     """d. a weakening through the escape hatch fails preview and up naming the policy; the
     cluster is unchanged."""
     policy, manifest = WEAKENINGS[which]
-    stack = sc.the_stack()
     before = resource_versions(sc.cluster.api, sc.api_resources(), sc.deployment())
-    stack.set_config("aimesh:extraObjects", auto.ConfigValue(json.dumps([manifest])))
+    edit_config(sc.project, "e2e", {"aimesh:extraObjects": [manifest]})
     try:
         for action in ("preview", "up"):
             try:
@@ -323,7 +345,7 @@ def step_d_weakening(sc: Scenario, which: str) -> dict[str, Any]:
             else:
                 raise ScenarioError(f"{action} succeeded with the {which} weakening")
     finally:
-        stack.remove_config("aimesh:extraObjects")
+        edit_config(sc.project, "e2e", {"aimesh:extraObjects": None})
     api = sc.cluster.api
     meta = manifest["metadata"]
     ref = ObjectRef(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
@@ -356,15 +378,15 @@ def _changed(summary: Mapping[Any, int] | None) -> int:
 
 def step_e_canary(sc: Scenario) -> dict[str, Any]:
     """e. a canary model version added, up, removed, up: no orphaned object."""
-    stack = sc.the_stack()
-    config = yaml.safe_load((sc.project / "Pulumi.e2e.yaml").read_text())["config"]
-    index = [m["name"] for m in config["aimesh:models"]].index(CANARY_MODEL)
-    model = config["aimesh:models"][index]
-    canary = {"storageUri": model["storageUri"] + "-v2", "trafficPercent": 20}
+    models = stack_config(sc.project, "e2e")["aimesh:models"]
+    index = [m["name"] for m in models].index(CANARY_MODEL)
+    model = models[index]
     before = len(state_objects(sc.deployment()))
-    stack.set_config(
-        f"aimesh:models[{index}].canary", auto.ConfigValue(json.dumps(canary)), path=True
-    )
+    models[index] = {
+        **model,
+        "canary": {"storageUri": model["storageUri"] + "-v2", "trafficPercent": 20},
+    }
+    edit_config(sc.project, "e2e", {"aimesh:models": models})
     added = sc.up()
     isvc = sc.cluster.api.get(
         object_path(
@@ -379,7 +401,8 @@ def step_e_canary(sc: Scenario) -> dict[str, Any]:
         "the canary is not in the InferenceService",
     )
     with_canary = len(state_objects(sc.deployment()))
-    stack.remove_config(f"aimesh:models[{index}].canary", path=True)
+    models[index] = model
+    edit_config(sc.project, "e2e", {"aimesh:models": models})
     removed = sc.up()
     after = len(state_objects(sc.deployment()))
     orphans = _orphans(sc)
@@ -431,9 +454,15 @@ def step_g_destroy(sc: Scenario) -> dict[str, Any]:
 def step_h_ci_preview(sc: Scenario, charts: Path) -> dict[str, Any]:
     """h. the pull-request workflow's preview of the ci stack (render mode), charts offline."""
     stack = sc.engine.stack(sc.project, "ci")
-    stack.set_config("aimesh:chartSource", auto.ConfigValue("directory"))
-    stack.set_config("aimesh:chartDirectory", auto.ConfigValue(str(charts)))
-    stack.set_config("aimesh:bringYourOwn", auto.ConfigValue(json.dumps(sorted(BROUGHT))))
+    edit_config(
+        sc.project,
+        "ci",
+        {
+            "aimesh:chartSource": "directory",
+            "aimesh:chartDirectory": str(charts),
+            "aimesh:bringYourOwn": sorted(BROUGHT),
+        },
+    )
     result = stack.preview(
         policy_packs=sc.packs["policy_packs"], policy_pack_configs=sc.packs["policy_pack_configs"]
     )

@@ -247,7 +247,8 @@ def evaluate(
     """Run the program once under mocks with `config` and return what it registered.
 
     Raises whatever the program raises (e.g. a config error), after the runtime is drained."""
-    result = Evaluation(stack=stack)
+    result = Evaluation()
+    result.stack = stack
     pulumi_settings.reset_options(project=PROJECT, stack=stack, preview=preview)
     set_all_config(dict(config), secret_keys or [])
     mocks = _Mocks(computed)
