@@ -270,7 +270,7 @@ class Cluster:
             ],
         )
         api = self.api
-        self.wait("kube-apiserver ready", lambda: api.request("GET", "/readyz") is not None)
+        self.wait("kube-apiserver ready", lambda: api.request("GET", "/readyz").get("text") == "ok")
 
     def write_kubeconfigs(self) -> None:
         for user in ("admin", "controller-manager", "scheduler"):

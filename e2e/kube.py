@@ -63,6 +63,9 @@ class Kube:
                 raw = resp.read()
         except urllib.error.HTTPError as err:
             raise ApiError(err.code, method, path, err.read().decode(errors="replace")) from err
+        if raw and not raw.lstrip().startswith(b"{"):
+            # Health endpoints (/readyz, /livez) answer in plain text.
+            return {"text": raw.decode(errors="replace")}
         parsed: Json = json.loads(raw) if raw else {}
         return parsed
 
