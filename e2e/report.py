@@ -63,9 +63,10 @@ class Report:
             yield step
         except Exception as err:
             step.status = "fail"
-            step.detail = (
-                str(err) if isinstance(err, ScenarioError) else traceback.format_exc(limit=8)
-            )[-6000:]
+            text = str(err) if isinstance(err, ScenarioError) else traceback.format_exc(limit=8)
+            # A failed CLI command: its Diagnostics section says why (the outputs do not).
+            start = text.find("Diagnostics:")
+            step.detail = (text[start:] if start >= 0 else text)[:6000]
             raise
         else:
             step.status = "pass"
