@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlparse
 
@@ -29,6 +31,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from aimesh.namespaces import PLATFORM_NAMESPACES
+from aimesh.pem import CaCertificate, read_ca_certificate, read_ca_chain, signing_root
 
 NAMESPACE = "aimesh"
 
@@ -358,8 +361,7 @@ class SiemSink(_Model):
             if not self.endpoint:
                 raise ValueError(f"{where}: 'endpoint' (the HEC https:// URL) is required")
             _https_url(self.endpoint)
-            if self.token is None:
-                raise ValueError(f"{where}: 'token' (a Pulumi secret) is required")
+            # A missing token is reported by `missing_values`, with the command that sets it.
         if "traces" in self.signals and self.type != "otlp":
             raise ValueError(f"{where}: only otlp sinks can receive traces")
         if self.type == "file" and not self.path.startswith("/var/log/aimesh/"):
@@ -374,7 +376,8 @@ class AlertReceiver(_Model):
     type: Literal["webhook", "slack", "pagerduty"]
     # A Pulumi secret: the webhook URL, the Slack incoming-webhook URL or the PagerDuty routing
     # key. Mounted into Alertmanager as a file (`*_file` settings), never in the chart values.
-    credential: SecretStr
+    # Required: a missing one is reported by `missing_values`, with the command that sets it.
+    credential: SecretStr | None = None
     # slack only.
     channel: str | None = None
     severities: list[Literal["critical", "warning", "info"]] = Field(
@@ -399,6 +402,90 @@ class TelemetryOverride(_Model):
                 f"{self.access_log_filter!r} would log nothing; access logs are the audit trail"
             )
         return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Mesh PKI (builders/mesh_ca.py, docs/pki.md)
+# ---------------------------------------------------------------------------------------------
+
+_GO_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# Workload certificate lifetime: istio-agent renews at half of it, so below 10 minutes the CA
+# sees a request per workload every few minutes; above a day a stolen certificate stays useful
+# for longer than Istio's own default (24h).
+MESH_CERT_MIN_SECONDS = 600
+MESH_CERT_MAX_SECONDS = 86_400
+# Unset meshCertDuration: istio-csr's default (NIST SP 800-204A) or Istio's.
+MESH_CERT_DEFAULTS = {"cert-manager": "1h", "istiod": "24h"}
+
+
+def go_duration_seconds(value: str) -> int:
+    """Seconds of a Go duration of whole hours/minutes/seconds ("1h", "90m", "1h30m")."""
+    match = _GO_DURATION.match(value)
+    if not value or match is None:
+        raise ValueError(f"{value!r} is not a duration like '30m', '1h' or '1h30m'")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _mesh_cert_duration(value: str) -> str:
+    seconds = go_duration_seconds(value)
+    if not MESH_CERT_MIN_SECONDS <= seconds <= MESH_CERT_MAX_SECONDS:
+        raise ValueError(
+            f"{value!r} is outside 10m..24h: shorter floods the CA with renewals, longer keeps "
+            "a stolen workload certificate useful for too long"
+        )
+    return value
+
+
+MeshCertDuration = Annotated[str, AfterValidator(_mesh_cert_duration)]
+_KIND = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
+
+
+def _kind(value: str) -> str:
+    if not _KIND.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes kind (e.g. 'Issuer', 'ClusterIssuer')")
+    return value
+
+
+def _dns_subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"{value!r} is not a Kubernetes object name (lowercase letters, digits, '-', '.')"
+        )
+    return value
+
+
+Kind = Annotated[str, AfterValidator(_kind)]
+ObjectName = Annotated[str, AfterValidator(_dns_subdomain)]
+
+
+class TrustRoot(_Model):
+    """A root CA every workload trusts (the mesh trust bundle). Public: never a secret."""
+
+    name: DnsLabel
+    pem: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _parses(self) -> Self:
+        try:
+            _read_root(self.pem)
+        except ValueError as exc:
+            raise ValueError(f"meshTrustRoots {self.name!r}: pem {exc}") from None
+        return self
+
+    @property
+    def certificate(self) -> CaCertificate:
+        return _read_root(self.pem)
+
+
+@lru_cache(maxsize=64)
+def _read_root(pem: str) -> CaCertificate:
+    return read_ca_certificate(pem)
+
+
+@lru_cache(maxsize=16)
+def _read_chain(pem: str) -> list[CaCertificate]:
+    return read_ca_chain(pem)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,6 +539,28 @@ class Settings(_Model):
 
     # Istio.
     trust_domain: Hostname = "cluster.local"
+    # Who signs workload certificates (docs/pki.md). istiod: istiod's built-in CA and its own
+    # self-signed root (dev). cert-manager: istio-csr, signing through a cert-manager issuer;
+    # istiod's CA is off.
+    mesh_ca: Literal["istiod", "cert-manager"] = "istiod"
+    # cert-manager only. selfSigned: an in-cluster self-signed root -> CA Issuer (dev).
+    # existing: your PKI, with its root(s) in meshTrustRoots: either an intermediate CA of it
+    # (meshCaCertificate, public, and meshCaKey, a Pulumi secret), which aimesh turns into a
+    # CA Issuer, or an issuer you already run (meshCaIssuerName, e.g. Vault).
+    mesh_ca_issuer: Literal["selfSigned", "existing"] = "selfSigned"
+    mesh_ca_certificate: str | None = None
+    mesh_ca_key: SecretStr | None = None
+    mesh_ca_issuer_name: ObjectName | None = None
+    mesh_ca_issuer_kind: Kind = "Issuer"
+    mesh_ca_issuer_group: Hostname = "cert-manager.io"
+    # Lifetime of workload certificates; unset: MESH_CERT_DEFAULTS for the mode.
+    mesh_cert_duration: MeshCertDuration | None = None
+    # The trust bundle: every root a workload accepts. Rotation is a sequence of config changes
+    # (docs/pki.md): add the new root, switch the issuer, remove the old root.
+    mesh_trust_roots: list[TrustRoot] = []
+    # meshCaIssuerName only: the root of meshTrustRoots that issuer chains to, needed while the
+    # bundle holds more than one (a rotation). With meshCaCertificate it is read from the chain.
+    mesh_ca_issuing_root: DnsLabel | None = None
     # REGISTRY_ONLY: pods reach only hosts with a ServiceEntry. ALLOW_ANY is a visible weakening.
     outbound_traffic_policy: Literal["REGISTRY_ONLY", "ALLOW_ANY"] = "REGISTRY_ONLY"
     # Unset: NodePort on kind, LoadBalancer elsewhere.
@@ -498,6 +607,9 @@ class Settings(_Model):
     alert_error_ratio: float = Field(default=0.05, gt=0, lt=1)
     alert_latency_p99_ms: int = Field(default=2000, ge=1)
     alert_cert_expiry_days: int = Field(default=14, ge=1, le=365)
+    # A mesh root this close to expiry raises AimeshMeshRootCertExpiringSoon: a root rotation
+    # takes three changes, each waiting a workload certificate lifetime, plus change control.
+    alert_mesh_root_expiry_days: int = Field(default=60, ge=1, le=3650)
 
     @model_validator(mode="after")
     def _observability_fields(self) -> Self:
@@ -515,11 +627,7 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _platform_fields(self) -> Self:
-        if self.cluster_mode == "existing" and not (self.kubeconfig or self.kube_context):
-            raise ValueError(
-                "kubeconfig: clusterMode 'existing' needs 'kubeconfig' (a path or the YAML "
-                "content) or 'kubeContext'"
-            )
+        # clusterMode existing without kubeconfig/kubeContext: reported by `missing_values`.
         if self.kind_http_port == self.kind_https_port:
             raise ValueError(
                 f"kindHttpsPort: must differ from kindHttpPort (both are {self.kind_http_port})"
@@ -585,6 +693,101 @@ class Settings(_Model):
                 )
             seen[identity] = index
         return self
+
+    @model_validator(mode="after")
+    def _mesh_ca_fields(self) -> Self:
+        _unique("meshTrustRoots", [r.name for r in self.mesh_trust_roots], "name")
+        fingerprints: dict[str, str] = {}
+        for root in self.mesh_trust_roots:
+            other = fingerprints.setdefault(root.certificate.fingerprint, root.name)
+            if other != root.name:
+                raise ValueError(
+                    f"meshTrustRoots: {other!r} and {root.name!r} are the same certificate"
+                )
+        given = {
+            "meshCaCertificate": self.mesh_ca_certificate,
+            "meshCaKey": self.mesh_ca_key,
+            "meshCaIssuerName": self.mesh_ca_issuer_name,
+            "meshCaIssuingRoot": self.mesh_ca_issuing_root,
+            "meshTrustRoots": self.mesh_trust_roots,
+        }
+        if self.mesh_ca == "istiod" or self.mesh_ca_issuer == "selfSigned":
+            stray = [k for k, v in given.items() if v]
+            if self.mesh_ca == "istiod" and self.mesh_ca_issuer != "selfSigned":
+                stray.insert(0, "meshCaIssuer")
+            if stray and self.mesh_ca == "istiod":
+                raise ValueError(
+                    f"{stray[0]}: only used with meshCa 'cert-manager' (meshCa is 'istiod'); "
+                    "set meshCa: cert-manager or remove it"
+                )
+            if stray:
+                raise ValueError(
+                    f"{stray[0]}: only used with meshCaIssuer 'existing' (the selfSigned root "
+                    "is generated in the cluster and trusted as it is)"
+                )
+            return self
+        if self.mesh_ca_issuer_name and (self.mesh_ca_certificate or self.mesh_ca_key):
+            raise ValueError(
+                "meshCaIssuerName: use either an issuer you run (meshCaIssuerName) or an "
+                "intermediate CA aimesh turns into one (meshCaCertificate and meshCaKey), not both"
+            )
+        if not self.mesh_ca_issuer_name and (
+            self.mesh_ca_issuer_kind != "Issuer" or self.mesh_ca_issuer_group != "cert-manager.io"
+        ):
+            raise ValueError("meshCaIssuerKind: only used with meshCaIssuerName")
+        names = [r.name for r in self.mesh_trust_roots]
+        if self.mesh_ca_certificate is not None:
+            if self.mesh_ca_issuing_root is not None:
+                raise ValueError(
+                    "meshCaIssuingRoot: only used with meshCaIssuerName; with meshCaCertificate "
+                    "the root is read from the certificate chain"
+                )
+            try:
+                chain = read_ca_chain(self.mesh_ca_certificate)
+            except ValueError as exc:
+                raise ValueError(f"meshCaCertificate: {exc}") from None
+            if self.mesh_trust_roots and self.issuing_root is None:
+                raise ValueError(
+                    f"meshCaCertificate: {chain[0].subject!r} does not chain to any root of "
+                    f"meshTrustRoots ({', '.join(names)}): workloads would not trust what it "
+                    "signs; add its root first (docs/pki.md, 'Rotating the root')"
+                )
+            return self
+        if self.mesh_ca_issuing_root is not None and self.mesh_ca_issuing_root not in names:
+            raise ValueError(
+                f"meshCaIssuingRoot: {self.mesh_ca_issuing_root!r} is not in meshTrustRoots "
+                f"({', '.join(names) or 'none'}): workloads would not trust what the issuer signs"
+            )
+        if self.mesh_ca_issuer_name and self.mesh_ca_issuing_root is None and len(names) > 1:
+            raise ValueError(
+                f"meshCaIssuingRoot: required while meshTrustRoots holds {len(names)} roots "
+                f"({', '.join(names)}): name the one meshCaIssuerName chains to"
+            )
+        return self
+
+    @property
+    def mesh_ca_chain(self) -> list[CaCertificate]:
+        """meshCaCertificate parsed: the signing CA first, then the intermediates above it."""
+        return _read_chain(self.mesh_ca_certificate) if self.mesh_ca_certificate else []
+
+    @property
+    def issuing_root(self) -> TrustRoot | None:
+        """The trust root the mesh issuer chains to (existing issuers with a bundle): read from
+        meshCaCertificate's chain, named by meshCaIssuingRoot, or the only root."""
+        if self.mesh_ca_certificate:
+            found = signing_root(self.mesh_ca_chain, [r.certificate for r in self.mesh_trust_roots])
+            return next(
+                (r for r in self.mesh_trust_roots if found and r.certificate == found), None
+            )
+        for root in self.mesh_trust_roots:
+            if root.name == self.mesh_ca_issuing_root or len(self.mesh_trust_roots) == 1:
+                return root
+        return None
+
+    @property
+    def mesh_cert_lifetime(self) -> str:
+        """The workload certificate lifetime in force (config, or the mode's default)."""
+        return self.mesh_cert_duration or MESH_CERT_DEFAULTS[self.mesh_ca]
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
@@ -664,12 +867,144 @@ def _unique(key: str, names: list[str], field: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Required values a stack file does not (and often must not) carry
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MissingValue:
+    """A value the stack needs that its file does not have: a secret (which only `pulumi config
+    set --secret` may write, encrypted) or a public value only its owner has (a root CA)."""
+
+    key: str  # the key path under `aimesh:`, e.g. `siemSinks[0].token`
+    what: str  # what it is, in the user's words
+    secret: bool
+    # (key, value, secret) per `pulumi config set` command; empty: one `--secret` command for
+    # `key` with no value, so the CLI prompts and the value never lands in shell history.
+    commands: tuple[tuple[str, str, bool], ...] = ()
+    # The commands are alternatives (run one), not parts (run all).
+    alternatives: bool = False
+
+    def fix(self, stack: str | None) -> list[str]:
+        """The exact commands that set it."""
+        commands = self.commands or ((self.key, "", True),)
+        return [_config_set(key, value, secret, stack) for key, value, secret in commands]
+
+    def describe(self, stack: str | None) -> str:
+        kind = "required secret" if self.secret else "required value"
+        if not self.commands:
+            how = "set it (the CLI prompts for the value, so it stays out of your shell history)"
+        elif self.alternatives:
+            how = "set one of them"
+        else:
+            how = "set it"
+        lines = [f"{NAMESPACE}:{self.key}: {kind} is not set ({self.what}); {how}:"]
+        lines += [f"      {command}" for command in self.fix(stack)]
+        return "\n".join(lines)
+
+
+def _config_set(key: str, value: str, secret: bool, stack: str | None) -> str:
+    flags = f" --stack {stack}" if stack else ""
+    flags += " --secret" if secret else ""
+    flags += " --path" if "." in key or "[" in key else ""
+    return f"pulumi config set{flags} '{NAMESPACE}:{key}' {value}".rstrip()
+
+
+_RECEIVER_CREDENTIALS = {
+    "pagerduty": "the PagerDuty routing key",
+    "slack": "the Slack incoming-webhook URL",
+    "webhook": "the webhook URL",
+}
+
+
+def missing_values(settings: Settings) -> list[MissingValue]:
+    """Every value this stack needs and does not have, in key order."""
+    missing: list[MissingValue] = []
+    if settings.cluster_mode == "existing" and not (settings.kubeconfig or settings.kube_context):
+        missing.append(
+            MissingValue(
+                "kubeContext",
+                "clusterMode 'existing' needs the context of your cluster in your kubeconfig, "
+                "or the kubeconfig itself (a secret)",
+                secret=False,
+                commands=(
+                    ("kubeContext", "<context-name>", False),
+                    ("kubeconfig", "< ./kubeconfig.yaml", True),
+                ),
+                alternatives=True,
+            )
+        )
+    for index, sink in enumerate(settings.siem_sinks):
+        if sink.type == "splunkHec" and sink.token is None:
+            missing.append(
+                MissingValue(
+                    f"siemSinks[{index}].token",
+                    f"the Splunk HEC token of SIEM sink {sink.name!r}",
+                    secret=True,
+                )
+            )
+    for index, receiver in enumerate(settings.alert_receivers):
+        if receiver.credential is None:
+            missing.append(
+                MissingValue(
+                    f"alertReceivers[{index}].credential",
+                    f"{_RECEIVER_CREDENTIALS[receiver.type]} of alert receiver {receiver.name!r}",
+                    secret=True,
+                )
+            )
+    existing = settings.mesh_ca == "cert-manager" and settings.mesh_ca_issuer == "existing"
+    if existing and not settings.mesh_ca_issuer_name:
+        if settings.mesh_ca_certificate is None:
+            missing.append(
+                MissingValue(
+                    "meshCaCertificate",
+                    "the intermediate CA certificate of your PKI that signs workload "
+                    "certificates (PEM, public; or set meshCaIssuerName to an issuer you run)",
+                    secret=False,
+                    commands=(("meshCaCertificate", "< ./mesh-intermediate.pem", False),),
+                )
+            )
+        if settings.mesh_ca_key is None:
+            missing.append(
+                MissingValue(
+                    "meshCaKey",
+                    "the private key of meshCaCertificate (PEM); it lands only in an "
+                    "encrypted Pulumi secret and in the Kubernetes Secret of the mesh issuer",
+                    secret=True,
+                    commands=(("meshCaKey", "< ./mesh-intermediate.key", True),),
+                )
+            )
+    if existing and not settings.mesh_trust_roots:
+        missing.append(
+            MissingValue(
+                "meshTrustRoots[0]",
+                "the root CA certificate your mesh issuer chains to: public, not a secret; "
+                "workloads trust exactly the roots listed here",
+                secret=False,
+                commands=(
+                    ("meshTrustRoots[0].name", "<root-name>", False),
+                    ("meshTrustRoots[0].pem", "< ./root-ca.pem", False),
+                ),
+            )
+        )
+    return missing
+
+
+# ---------------------------------------------------------------------------------------------
 # Loading and error reporting
 # ---------------------------------------------------------------------------------------------
 
 
 class ConfigError(Exception):
     """Invalid stack configuration; the message lists every problem with its key path."""
+
+
+class MissingValuesError(ConfigError):
+    """The config is valid but lacks values only its owner can set (see `MissingValue`)."""
+
+    def __init__(self, message: str, missing: list[MissingValue]) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -732,13 +1067,24 @@ def _describe(error: Mapping[str, Any]) -> str:
 _LEADING_KEY_PATH = re.compile(r"^[a-z][A-Za-z0-9]*(\[\d+\])?(\.[a-z][A-Za-z0-9]*|\[\d+\])*: ")
 
 
-def parse(raw: Mapping[str, Any]) -> Settings:
-    """Validate raw config values (keys without the `aimesh:` prefix) into `Settings`."""
+def parse(raw: Mapping[str, Any], *, stack: str | None = None) -> Settings:
+    """Validate raw config values (keys without the `aimesh:` prefix) into `Settings`. Values
+    the stack lacks are reported one per key, with the command that sets each for `stack`."""
     try:
-        return Settings.model_validate(dict(raw))
+        settings = Settings.model_validate(dict(raw))
     except ValidationError as exc:
         problems = "\n".join(f"  - {_describe(e)}" for e in exc.errors())
         raise ConfigError(f"invalid stack configuration:\n{problems}") from None
+    missing = missing_values(settings)
+    if missing:
+        where = f"Pulumi.{stack}.yaml" if stack else "the stack config"
+        problems = "\n".join(f"  - {m.describe(stack)}" for m in missing)
+        raise MissingValuesError(
+            f"invalid stack configuration: {where} lacks {len(missing)} required value(s); "
+            f"nothing was created:\n{problems}",
+            missing,
+        )
+    return settings
 
 
 def decode_value(value: str) -> Any:
@@ -792,6 +1138,6 @@ def load() -> Settings:
             if runtime_config.is_config_secret(f"{NAMESPACE}:{k}")
         }
         require_secrets(raw, secret)
-        return parse(raw)
+        return parse(raw, stack=pulumi.get_stack())
     except ConfigError as exc:
         raise pulumi.RunError(str(exc)) from None

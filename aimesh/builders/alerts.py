@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from aimesh.builders import mesh_ca
 from aimesh.builders.common import metadata
-from aimesh.namespaces import OBSERVABILITY_NAMESPACE
+from aimesh.namespaces import ISTIO_NAMESPACE, OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings
 
 RULES_API = "monitoring.coreos.com/v1"
@@ -134,11 +135,39 @@ KNOWN_METRICS: tuple[MetricFamily, ...] = (
         | TARGET_LABELS,
         "https://cert-manager.io/docs/devops-tips/prometheus-metrics/ (pkg/metrics)",
     ),
+    MetricFamily(
+        ("certmanager_issuer_ready_status",),
+        frozenset({"name", "namespace", "condition"}) | TARGET_LABELS,
+        "cert-manager v1.21.1 internal/collectors/issuer_collector.go",
+    ),
+    MetricFamily(
+        ("certmanager_clusterissuer_ready_status",),
+        frozenset({"name", "condition"}) | TARGET_LABELS,
+        "cert-manager v1.21.1 internal/collectors/clusterissuer_collector.go",
+    ),
     # istiod's CA (security/pkg/server/ca/monitoring.go).
     MetricFamily(
         ("citadel_server_root_cert_expiry_timestamp",),
         TARGET_LABELS,
         "istio/istio security/pkg/server/ca/monitoring.go",
+    ),
+    # istio-csr v0.17.0: its gRPC server's metrics (go-grpc-middleware providers/prometheus
+    # v1.1.0, namespace cert_manager_istio_csr, pkg/server/server.go) - CreateCertificate is
+    # every workload's CSR - and its own serving certificate's requests (pkg/tls/tls.go, a
+    # counter registered without `_total`; exposition may append it).
+    MetricFamily(
+        (ISTIO_CSR_HANDLED := "cert_manager_istio_csr_grpc_server_handled_total",),
+        frozenset({"grpc_type", "grpc_service", "grpc_method", "grpc_code"}) | TARGET_LABELS,
+        "cert-manager/istio-csr v0.17.0 pkg/server/server.go; go-grpc-middleware "
+        "providers/prometheus v1.1.0 server_metrics.go",
+    ),
+    MetricFamily(
+        (
+            "cert_manager_istio_csr_tls_provider_certificate_requests",
+            "cert_manager_istio_csr_tls_provider_certificate_requests_total",
+        ),
+        frozenset({"success"}) | TARGET_LABELS,
+        "cert-manager/istio-csr v0.17.0 pkg/tls/tls.go",
     ),
     # The collector's own telemetry (exporterhelper), merged into the sidecar's :15020 scrape.
     # Recent collectors append `_total` to counters on the Prometheus endpoint.
@@ -222,6 +251,8 @@ class Alert:
     summary: str
     description: str
     needs_models: bool = False
+    # Only when istio-csr is the mesh CA (aimesh:meshCa cert-manager).
+    needs_istio_csr: bool = False
 
     @property
     def runbook(self) -> str:
@@ -234,6 +265,52 @@ def _num(value: float) -> str:
 
 
 CERT_EXPIRY = "certmanager_certificate_expiration_timestamp_seconds"
+ISTIOD_ROOT_EXPIRY = "citadel_server_root_cert_expiry_timestamp"
+
+
+def mesh_root_expiry(settings: Settings) -> str:
+    """Seconds until each mesh root expires, one series per root, whoever the CA is: istiod's
+    own root (its CA's gauge), the in-cluster root Certificate (cert-manager's gauge; 0 until
+    issued, so left out), or the roots of the static trust bundle, whose expiry is known from
+    config: one constant series per root, labelled `root`."""
+    if not mesh_ca.enabled(settings):
+        return f"{ISTIOD_ROOT_EXPIRY} - time()"
+    if settings.mesh_ca_issuer == "selfSigned":
+        root = f'{CERT_EXPIRY}{{namespace="{ISTIO_NAMESPACE}", name="{mesh_ca.ROOT_CERTIFICATE}"}}'
+        return f"({root} - time()) and {root} > 0"
+    return " or ".join(
+        f'label_replace(vector({r.certificate.not_after_epoch}), "root", "{r.name}", "", "")'
+        " - time()"
+        for r in settings.mesh_trust_roots
+    )
+
+
+def mesh_issuance_failures(settings: Settings) -> str:
+    """What stops workloads from getting certificates with istio-csr as the CA: failing
+    CreateCertificate calls (a refused token, an issuer that does not sign, a chain that does
+    not verify against the trust bundle), istio-csr failing to renew its own serving
+    certificate, the mesh issuer or istiod's certificate not Ready."""
+    parts = [
+        f'sum by (grpc_code) (rate({ISTIO_CSR_HANDLED}{{grpc_method="CreateCertificate", '
+        'grpc_code!="OK"}[5m])) > 0',
+        'sum (increase({__name__=~"cert_manager_istio_csr_tls_provider_certificate_requests'
+        '(_total)?", success="0"}[15m])) > 0',
+        f'sum by (name) (certmanager_certificate_ready_status{{namespace="{ISTIO_NAMESPACE}", '
+        f'name="{mesh_ca.ISTIOD_CERTIFICATE}", condition="True"}}) == 0',
+    ]
+    ref = mesh_ca.issuer_ref(settings)
+    if ref["group"] == "cert-manager.io" and ref["kind"] == "Issuer":
+        parts.append(
+            f'sum by (name) (certmanager_issuer_ready_status{{namespace="{ISTIO_NAMESPACE}", '
+            f'name="{ref["name"]}", condition="True"}}) == 0'
+        )
+    elif ref["group"] == "cert-manager.io" and ref["kind"] == "ClusterIssuer":
+        parts.append(
+            f'sum by (name) (certmanager_clusterissuer_ready_status{{name="{ref["name"]}", '
+            'condition="True"}) == 0'
+        )
+    return " or ".join(parts)
+
 
 # Baselines end an hour ago, so a ramping attack does not raise its own baseline at once.
 BASELINE_OFFSET = "1h"
@@ -334,10 +411,23 @@ def alerts(settings: Settings) -> list[Alert]:
         Alert(
             "AimeshMeshRootCertExpiringSoon",
             "critical",
-            f"citadel_server_root_cert_expiry_timestamp - time() < {cert_seconds}",
-            "The mesh root certificate expires soon",
-            f"istiod's root CA expires in less than {s.alert_cert_expiry_days} days; when "
-            "it does, every mTLS handshake in the mesh fails.",
+            f"({mesh_root_expiry(s)}) < {s.alert_mesh_root_expiry_days * 86400}",
+            "A mesh root certificate expires soon",
+            f"A root CA of the mesh expires in less than {s.alert_mesh_root_expiry_days} days "
+            "({{ $labels.root }}{{ $labels.name }}); when it does, every mTLS handshake that "
+            "relies on it fails. Rotate it now (docs/pki.md): a rotation takes three changes, "
+            "each one workload certificate lifetime apart.",
+        ),
+        Alert(
+            "AimeshMeshCertIssuanceFailing",
+            "critical",
+            mesh_issuance_failures(s),
+            "Workload certificates are not being issued",
+            "istio-csr fails to sign workload certificates (code {{ $labels.grpc_code }}), or "
+            "its issuer or istiod's certificate is not Ready ({{ $labels.name }}): new pods get "
+            "no mesh identity and running ones lose theirs when their certificate expires "
+            f"(within {s.mesh_cert_lifetime}).",
+            needs_istio_csr=True,
         ),
         Alert(
             "AimeshAuditExportFailing",
@@ -352,9 +442,15 @@ def alerts(settings: Settings) -> list[Alert]:
 
 
 def active_alerts(settings: Settings) -> list[Alert]:
-    """The alerts that apply to this stack (model alerts need at least one model)."""
+    """The alerts that apply to this stack (model alerts need at least one model; istio-csr's
+    need it to be the mesh CA)."""
     has_models = bool(settings.models)
-    return [a for a in alerts(settings) if has_models or not a.needs_models]
+    istio_csr = mesh_ca.enabled(settings)
+    return [
+        a
+        for a in alerts(settings)
+        if (has_models or not a.needs_models) and (istio_csr or not a.needs_istio_csr)
+    ]
 
 
 def prometheus_rule(settings: Settings) -> dict[str, Any]:

@@ -51,6 +51,9 @@ class ModelPlatform(Protocol):
     @property
     def observability(self) -> bool: ...
 
+    @property
+    def mesh_ca(self) -> str: ...  # who signs workload certificates (builders/mesh_ca.py)
+
     def masking_enabled(self, model: ModelSettings) -> bool: ...
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aimesh.builders import telemetry
+from aimesh.builders import mesh_ca, telemetry
 from aimesh.builders.cluster import HTTP_NODE_PORT, HTTPS_NODE_PORT, gateway_service_type
 from aimesh.builders.common import deep_merge
 from aimesh.namespaces import ISTIO_NAMESPACE
@@ -59,7 +59,9 @@ def istiod_mesh_config(settings: Settings) -> dict[str, Any]:
 
 def istiod_values(settings: Settings) -> dict[str, Any]:
     """Values of the `istiod` chart: the hardened mesh config, JSON control-plane logs,
-    replicas from config (autoscaling never below them) and kind-sized requests on kind."""
+    replicas from config (autoscaling never below them), kind-sized requests on kind, and the
+    mesh CA's settings (builders/mesh_ca.py: workload certificate lifetime; with cert-manager as
+    the CA, istiod's CA off and every agent sent to istio-csr)."""
     values: dict[str, Any] = {
         "global": {"istioNamespace": ISTIO_NAMESPACE, "logAsJson": True},
         "meshConfig": istiod_mesh_config(settings),
@@ -70,7 +72,7 @@ def istiod_values(settings: Settings) -> dict[str, Any]:
     if settings.cluster_mode == "kind":
         # The chart asks for 500m/2Gi: more than a laptop's kind node should reserve.
         values["resources"] = {"requests": {"cpu": "100m", "memory": "256Mi"}}
-    return values
+    return deep_merge(values, mesh_ca.istiod_values(settings))
 
 
 def gateway_ports(settings: Settings) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aimesh.builders import mesh_ca
 from aimesh.builders.common import metadata
 from aimesh.namespaces import CERT_MANAGER_NAMESPACE, ISTIO_NAMESPACE, OBSERVABILITY_NAMESPACE
 from aimesh.settings import AlertReceiver, Settings
@@ -84,8 +85,13 @@ def alertmanager_config(settings: Settings) -> dict[str, Any]:
 
 
 def receiver_credentials(settings: Settings) -> dict[str, str]:
-    """Secret key (receiver name) -> credential, for the receivers Secret (never logged)."""
-    return {r.name: r.credential.get_secret_value() for r in settings.alert_receivers}
+    """Secret key (receiver name) -> credential, for the receivers Secret (never logged).
+    Settings refuses a receiver without one (`missing_values`), so every receiver has it."""
+    return {
+        r.name: r.credential.get_secret_value()
+        for r in settings.alert_receivers
+        if r.credential is not None
+    }
 
 
 def _small(cpu: str, memory: str, limit: str) -> dict[str, Any]:
@@ -233,6 +239,21 @@ def cert_manager_pod_monitor() -> dict[str, Any]:
             "podMetricsEndpoints": [
                 {"port": "http-metrics", "interval": SCRAPE_INTERVAL, "honorLabels": True}
             ],
+        },
+    }
+
+
+def istio_csr_service_monitor() -> dict[str, Any]:
+    """istio-csr's metrics Service (:9402, port name `metrics`): the CreateCertificate calls of
+    every workload, and its own serving certificate's renewals (meshCa cert-manager)."""
+    return {
+        "apiVersion": MONITORING_API,
+        "kind": "ServiceMonitor",
+        "metadata": metadata("istio-csr", OBSERVABILITY_NAMESPACE),
+        "spec": {
+            "namespaceSelector": {"matchNames": [CERT_MANAGER_NAMESPACE]},
+            "selector": {"matchLabels": dict(mesh_ca.METRICS_SERVICE_LABELS)},
+            "endpoints": [{"port": mesh_ca.METRICS_PORT_NAME, "interval": SCRAPE_INTERVAL}],
         },
     }
 

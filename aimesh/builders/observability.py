@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aimesh.builders import alerts, collector, dashboard, monitoring, telemetry
+from aimesh.builders import alerts, collector, dashboard, mesh_ca, monitoring, telemetry
 from aimesh.builders.common import metadata
 from aimesh.namespaces import OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings, TelemetryOverride
@@ -52,12 +52,14 @@ def mesh_resources(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def monitoring_resources(settings: Settings) -> dict[str, dict[str, Any]]:
     """prometheus-operator objects (need the chart's CRDs and admission webhook)."""
-    return {
+    objects = {
         "podmonitor-sidecars": monitoring.sidecar_pod_monitor(),
         "servicemonitor-istiod": monitoring.istiod_service_monitor(),
         "podmonitor-cert-manager": monitoring.cert_manager_pod_monitor(),
-        "rules": alerts.prometheus_rule(settings),
     }
+    if mesh_ca.enabled(settings):
+        objects["servicemonitor-istio-csr"] = monitoring.istio_csr_service_monitor()
+    return {**objects, "rules": alerts.prometheus_rule(settings)}
 
 
 def dashboards(settings: Settings) -> dict[str, dict[str, Any]]:

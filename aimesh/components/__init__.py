@@ -14,6 +14,7 @@ from aimesh.components.extra_objects import ExtraObjects, ExtraObjectsArgs
 from aimesh.components.gateway import Gateway, GatewayArgs
 from aimesh.components.istio import Istio, IstioArgs
 from aimesh.components.kserve import KServe, KServeArgs
+from aimesh.components.mesh_ca import MeshCA, MeshCAArgs
 from aimesh.components.mesh_security import MeshSecurity, MeshSecurityArgs
 from aimesh.components.observability import (
     NamespaceTelemetry,
@@ -37,6 +38,8 @@ __all__ = [
     "IstioArgs",
     "KServe",
     "KServeArgs",
+    "MeshCA",
+    "MeshCAArgs",
     "MeshSecurity",
     "MeshSecurityArgs",
     "ModelPlatform",

@@ -15,6 +15,7 @@ from aimesh.builders import istio as builders
 from aimesh.builders.cluster import namespace, static_gateway_address
 from aimesh.components.charts import ChartSpec, existing_crds, install
 from aimesh.components.manifests import child_options, upstream
+from aimesh.components.mesh_ca import MeshCA, MeshCAArgs
 from aimesh.namespaces import INGRESS_NAMESPACE, ISTIO_NAMESPACE
 from aimesh.settings import Settings
 
@@ -106,9 +107,13 @@ class Istio(pulumi.ComponentResource):
         self.base = install(
             f"{name}-istio-base", specs["base"], settings=settings, opts=child(system_ns)
         )
+        # With cert-manager as the mesh CA, istio-csr and istiod's certificate come first.
+        ca: list[pulumi.Resource] = []
+        if settings.mesh_ca == "cert-manager":
+            ca = MeshCA(name, MeshCAArgs(settings), opts=child(system_ns)).ready
         # istiod serves the validating webhook of every Istio CR and injects sidecars.
         self.istiod = install(
-            f"{name}-istiod", specs["istiod"], settings=settings, opts=child(self.base)
+            f"{name}-istiod", specs["istiod"], settings=settings, opts=child(self.base, *ca)
         )
         # The gateway's pods are injected by istiod, so it waits for a ready istiod.
         self.gateway = install(

@@ -14,6 +14,8 @@ from tools import offline, schemas
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 CHART_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
 ISTIO_CHARTS = {"base": "istio-base", "istiod": "istiod", "gateway": "istio-gateway"}
+# Published chart name -> its reference data (istio-csr's chart lives in `istio-csr/` upstream).
+CHART_KEYS = {"cert-manager-istio-csr": "istio-csr"}
 
 pytestmark = pytest.mark.usefixtures("upstream_available")
 
@@ -37,6 +39,8 @@ def chart_values_key(resource: offline.Registered) -> str | None:
     repo = (resource.inputs.get("repositoryOpts") or {}).get("repo")
     if repo == versions.ISTIO_REPO:
         return ISTIO_CHARTS.get(chart)
+    if chart in CHART_KEYS:
+        return CHART_KEYS[chart]
     return chart if chart in schemas.CHART_VALUES else None
 
 
@@ -100,6 +104,7 @@ def test_every_chart_values_key_exists_upstream(stack_evaluation: offline.Evalua
         ("base", versions.ISTIO_REPO, "istio-base"),
         ("gateway", versions.ISTIO_REPO, "istio-gateway"),
         ("cert-manager", versions.CERT_MANAGER_REPO, "cert-manager"),
+        ("cert-manager-istio-csr", versions.CERT_MANAGER_REPO, "istio-csr"),
         (f"{versions.KSERVE_OCI}/kserve-resources", None, "kserve-resources"),
         (f"{versions.KSERVE_OCI}/kserve-crd", None, None),
     ],

@@ -186,7 +186,7 @@ def _alert(settings: Settings, name: str) -> alerts.Alert:
         ("alertErrorRatio", "0.2", "AimeshModelErrorRate", "ratio5m > 0.2"),
         ("alertLatencyP99Ms", 750, "AimeshModelLatencyHigh", "> 750"),
         ("alertCertExpiryDays", 3, "AimeshCertificateExpiringSoon", "< 259200"),
-        ("alertCertExpiryDays", 3, "AimeshMeshRootCertExpiringSoon", "< 259200"),
+        ("alertMeshRootExpiryDays", 3, "AimeshMeshRootCertExpiringSoon", "< 259200"),
     ],
 )
 def test_thresholds_come_from_config(key: str, value: Any, alert: str, expected: str) -> None:
@@ -354,3 +354,99 @@ def test_certificate_panel_leaves_out_unissued_certificates() -> None:
     shown = _evaluate(promql_parser.parse(expr), _certificates())
     assert isinstance(shown, list)
     assert {labels["name"]: round(v) for labels, v in shown} == {"soon": 2, "fine": 60}
+
+
+# ---- the mesh CA's alerts in every mode ---------------------------------------------------------
+
+
+def _mesh_modes() -> dict[str, Settings]:
+    from tests import certs
+
+    roots = [{"name": name, "pem": certs.root(name).pem} for name in ("corp-root-a", "corp-root-b")]
+    existing = {"meshCa": "cert-manager", "meshCaIssuer": "existing", "meshTrustRoots": roots}
+    intermediate = certs.intermediate("corp-int-a", "corp-root-a")
+    return {
+        "istiod": _settings(),
+        "self-signed": _settings(meshCa="cert-manager"),
+        "intermediate": _settings(
+            **existing, meshCaCertificate=intermediate.pem, meshCaKey=intermediate.key_pem
+        ),
+        "cluster-issuer": _settings(
+            **existing,
+            meshCaIssuingRoot="corp-root-a",
+            meshCaIssuerName="vault",
+            meshCaIssuerKind="ClusterIssuer",
+        ),
+        "external-issuer": _settings(
+            **existing,
+            meshCaIssuingRoot="corp-root-a",
+            meshCaIssuerName="pca",
+            meshCaIssuerKind="AWSPCAIssuer",
+            meshCaIssuerGroup="awspca.cert-manager.io",
+        ),
+    }
+
+
+@pytest.mark.parametrize("mode", list(_mesh_modes()))
+def test_mesh_ca_alerts_use_emitted_metrics_in_every_mode(mode: str) -> None:
+    settings = _mesh_modes()[mode]
+    names = {a.name for a in alerts.active_alerts(settings)}
+    assert ("AimeshMeshCertIssuanceFailing" in names) == (mode != "istiod")
+    for name, expr in _rule_expressions(settings):
+        if name.startswith("AimeshMesh"):
+            check(expr)
+
+
+def test_issuance_alert_watches_the_issuer_that_is_configured() -> None:
+    modes = _mesh_modes()
+    assert 'certmanager_issuer_ready_status{namespace="istio-system", name="aimesh-mesh-ca"' in (
+        _alert(modes["self-signed"], "AimeshMeshCertIssuanceFailing").expr
+    )
+    assert 'certmanager_clusterissuer_ready_status{name="vault"' in (
+        _alert(modes["cluster-issuer"], "AimeshMeshCertIssuanceFailing").expr
+    )
+    external = _alert(modes["external-issuer"], "AimeshMeshCertIssuanceFailing").expr
+    assert "issuer_ready_status" not in external  # cert-manager does not report external issuers
+    assert 'grpc_method="CreateCertificate", grpc_code!="OK"' in external
+
+
+def _evaluate_roots(expr: Any) -> list[Sample]:
+    """The static-root expiry expression: `label_replace(vector(t), ...) - time()` joined by
+    `or`, compared with a threshold."""
+    if isinstance(expr, promql_parser.ParenExpr):
+        return _evaluate_roots(expr.expr)
+    assert isinstance(expr, promql_parser.BinaryExpr)
+    op = str(expr.op)
+    if op == "or":
+        return _evaluate_roots(expr.lhs) + _evaluate_roots(expr.rhs)
+    if op == "<":
+        rhs: Any = expr.rhs
+        return [(labels, v) for labels, v in _evaluate_roots(expr.lhs) if v < float(rhs.val)]
+    assert op == "-"
+    call: Any = expr.lhs
+    assert call.func.name == "label_replace"
+    vector, label, value = call.args[0], call.args[1], call.args[2]
+    assert vector.func.name == "vector"
+    return [({str(label.val): str(value.val)}, float(vector.args[0].val) - NOW)]
+
+
+def test_static_roots_raise_the_expiry_alert_one_by_one() -> None:
+    from tests import certs
+
+    soon = int(NOW + 10 * DAY)
+    later = int(NOW + 400 * DAY)
+    settings = _mesh_modes()["intermediate"]
+    roots = {r.name: r for r in settings.mesh_trust_roots}
+    assert alerts.mesh_root_expiry(settings).count("label_replace") == 2
+    # Same expression shape, epochs chosen for the check.
+    expr = alerts.mesh_root_expiry(settings)
+    for name, epoch in (("corp-root-a", soon), ("corp-root-b", later)):
+        real = roots[name].certificate.not_after_epoch
+        expr = expr.replace(
+            f'vector({real}), "root", "{name}"', f'vector({epoch}), "root", "{name}"'
+        )
+    fired = _evaluate_roots(promql_parser.parse(f"({expr}) < {60 * 86400}"))
+    assert [labels["root"] for labels, _ in fired] == ["corp-root-a"]
+    assert certs.root("corp-root-a").cert.not_valid_after_utc.timestamp() == (
+        roots["corp-root-a"].certificate.not_after_epoch
+    )

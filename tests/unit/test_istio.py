@@ -72,7 +72,11 @@ def test_observability_fragment_is_merged_without_loosening_anything() -> None:
 def test_no_observability_no_extension_providers() -> None:
     mesh = istio.istiod_values(_settings(observability=False))["meshConfig"]
     assert "extensionProviders" not in mesh
-    assert mesh["defaultConfig"] == {"holdApplicationUntilProxyStarts": True}
+    # Only the platform's own defaults: the hold, and the workload certificate lifetime.
+    assert mesh["defaultConfig"] == {
+        "holdApplicationUntilProxyStarts": True,
+        "proxyMetadata": {"SECRET_TTL": "24h"},
+    }
 
 
 def test_istiod_is_kind_sized_on_kind() -> None:

@@ -23,6 +23,12 @@ class Bad:
     expected: tuple[str, ...]
 
 
+SPLUNK = {
+    "name": "splunk",
+    "type": "splunkHec",
+    "endpoint": "https://hec.example.com:8088/services/collector",
+}
+
 CASES = [
     Bad(
         "unknown-top-level-key",
@@ -87,7 +93,67 @@ CASES = [
     Bad(
         "existing-cluster-without-kubeconfig",
         {"clusterMode": "existing"},
-        ("aimesh:kubeconfig: clusterMode 'existing' needs", "kubeContext"),
+        (
+            "aimesh:kubeContext: required value is not set",
+            "set one of them",
+            "'aimesh:kubeContext' <context-name>",
+            "--secret 'aimesh:kubeconfig' < ./kubeconfig.yaml",
+        ),
+    ),
+    Bad(
+        "splunk-sink-without-its-token",
+        {"siemSinks": [SPLUNK]},
+        (
+            "aimesh:siemSinks[0].token: required secret is not set",
+            "Splunk HEC token of SIEM sink 'splunk'",
+            "--secret --path 'aimesh:siemSinks[0].token'",
+        ),
+    ),
+    Bad(
+        "alert-receiver-without-its-credential",
+        {"alertReceivers": [{"name": "oncall", "type": "pagerduty"}]},
+        (
+            "aimesh:alertReceivers[0].credential: required secret is not set",
+            "PagerDuty routing key",
+            "--secret --path 'aimesh:alertReceivers[0].credential'",
+        ),
+    ),
+    Bad(
+        "existing-mesh-ca-without-its-pki",
+        {"meshCa": "cert-manager", "meshCaIssuer": "existing"},
+        (
+            "aimesh:meshCaCertificate: required value is not set",
+            "'aimesh:meshCaCertificate' < ./mesh-intermediate.pem",
+            "aimesh:meshCaKey: required secret is not set",
+            "--secret 'aimesh:meshCaKey' < ./mesh-intermediate.key",
+            "aimesh:meshTrustRoots[0]: required value is not set",
+            "--path 'aimesh:meshTrustRoots[0].pem' < ./root-ca.pem",
+        ),
+    ),
+    Bad(
+        "existing-issuer-of-yours-without-roots",
+        {"meshCa": "cert-manager", "meshCaIssuer": "existing", "meshCaIssuerName": "vault"},
+        ("aimesh:meshTrustRoots[0]: required value is not set",),
+    ),
+    Bad(
+        "mesh-ca-key-without-cert-manager",
+        {"meshCaIssuerName": "vault"},
+        ("aimesh:meshCaIssuerName: only used with meshCa 'cert-manager'",),
+    ),
+    Bad(
+        "self-signed-mesh-ca-with-roots",
+        {"meshCa": "cert-manager", "meshTrustRoots": [{"name": "r", "pem": "x"}]},
+        ("aimesh:meshTrustRoots[0]:", "pem is not PEM"),
+    ),
+    Bad(
+        "mesh-cert-duration-too-long",
+        {"meshCertDuration": "48h"},
+        ("aimesh:meshCertDuration:", "outside 10m..24h"),
+    ),
+    Bad(
+        "mesh-cert-duration-not-a-duration",
+        {"meshCertDuration": "one hour"},
+        ("aimesh:meshCertDuration:", "is not a duration"),
     ),
     Bad(
         "same-kind-ports",

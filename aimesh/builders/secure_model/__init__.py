@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aimesh.builders import access
+from aimesh.builders import access, mesh_ca
 from aimesh.builders.common import GatewayRef, ModelPlatform
 from aimesh.builders.secure_model import (
     authorization,
@@ -88,7 +88,11 @@ def build(platform: ModelPlatform, model: ModelSettings, gateway: GatewayRef) ->
             objects.guards.extend(windows.window_controller(model, row))
     objects.deny_all = authorization.deny_all(model)
     objects.guards.extend(rbac.rbac(model))
-    objects.guards.extend(network.network_policies(model, rows, platform.observability))
+    objects.guards.extend(
+        network.network_policies(
+            model, rows, platform.observability, mesh_ca.workload_egress_rule(platform.mesh_ca)
+        )
+    )
     for optional in (
         egress.service_entry(model),
         rate_limit.rate_limit_filter(model, rows),

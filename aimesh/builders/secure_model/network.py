@@ -36,10 +36,14 @@ def _ns_selector(name: str) -> dict[str, Any]:
 
 
 def network_policies(
-    model: ModelSettings, rows: list[access.AccessRow], observability: bool = True
+    model: ModelSettings,
+    rows: list[access.AccessRow],
+    observability: bool = True,
+    mesh_ca_egress: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Default deny (ingress and egress) for the namespace, then only: DNS, istiod (xDS and
-    certificates, 15012), the ingress gateway and the callers' namespaces to the model port,
+    certificates, 15012), the mesh CA when it is not istiod (`mesh_ca_egress`: istio-csr), the
+    ingress gateway and the callers' namespaces to the model port,
     telemetry (scraping in, OTLP access logs and traces out to the collector) when
     observability is on, HTTPS egress when the model has external hosts, and the window
     controllers to the API server."""
@@ -86,6 +90,14 @@ def network_policies(
             },
         ),
     ]
+    if mesh_ca_egress is not None:
+        out.append(
+            _netpol(
+                model,
+                "allow-mesh-ca",
+                {"podSelector": {}, "policyTypes": ["Egress"], "egress": [mesh_ca_egress]},
+            )
+        )
     sources: list[dict[str, Any]] = []
     if any(r.kind == "integration" for r in rows):
         sources.append(
