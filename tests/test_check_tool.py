@@ -457,3 +457,15 @@ def test_a_lua_source_that_does_not_compile_fails_the_check(tmp_path: Path) -> N
     lua = json.loads(proc.stdout)["lua"]
     assert lua["sources"] == 3
     assert len(lua["errors"]) == 1
+
+
+def test_a_stack_lacking_secrets_is_checked_with_stand_ins_and_says_so() -> None:
+    from tools import check
+
+    prod = check.stack_target("prod")
+    assert len(prod.notes) == 1
+    note = prod.notes[0]
+    assert "Pulumi.prod.yaml lacks 4 required value(s)" in note
+    assert "pulumi config set --stack prod --secret --path 'aimesh:siemSinks[0].token'" in note
+    assert "stand-ins" in note
+    assert check.stack_target("dev").notes == []

@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from aimesh import settings
 from tools import envoy_lua, offline
 from tools.analyzer import (
     AnalyzerError,
@@ -68,6 +69,8 @@ class Target:
     stack_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # urn -> where it came from
     access_matrix: list[Any] = field(default_factory=list)
+    # Said before the verdict: e.g. which required values were stood in for offline.
+    notes: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,7 +135,7 @@ def _from_registered(
 def stack_target(stack: str) -> Target:
     """Evaluate `Pulumi.<stack>.yaml` offline and describe every resource the engine would see:
     the root stack, default providers, explicit providers, components and custom resources."""
-    config, secret_keys = offline.stack_config(stack)
+    config, secret_keys, missing = offline.stack_inputs(stack)
     evaluation = offline.evaluate(config, secret_keys=secret_keys, stack=stack, preview=True)
     project = offline.PROJECT
     stack_urn = urn(stack, project, STACK_TYPE, f"{project}-{stack}")
@@ -174,7 +177,20 @@ def stack_target(stack: str) -> Target:
         # AnalyzeStack sees outputs; for the root stack those are its exports.
         stack_properties={stack_urn: dict(evaluation.outputs)},
         access_matrix=list(matrix) if isinstance(matrix, list) else [],
+        notes=[stand_in_note(stack, missing)] if missing else [],
     )
+
+
+def stand_in_note(stack: str, missing: Sequence[settings.MissingValue]) -> str:
+    """What `pulumi preview` would say about the values the stack lacks, and that this offline
+    check stood in for them (the policy verdict does not depend on a secret's value)."""
+    lines = [
+        f"note: Pulumi.{stack}.yaml lacks {len(missing)} required value(s). `pulumi preview "
+        f"--stack {stack}` stops before creating anything until they are set:"
+    ]
+    lines += [f"  - {m.describe(stack)}" for m in missing]
+    lines.append("This offline check used stand-ins for them; the verdict below is otherwise real.")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,7 +383,8 @@ def render(report: Report) -> str:
     """The human report: violations grouped by resource (registration order), then a summary."""
     target, info, result = report.target, report.info, report.result
     config = f", config {report.config_file}" if report.config_file else ", no policy config"
-    out = [
+    out = [note + "\n" for note in target.notes]
+    out += [
         f"policy pack {info.name}@{info.version} ({len(info.policies)} policies{config}) "
         f"on {target.label}: {len(result.resources)} resources",
         "",
@@ -451,6 +468,7 @@ def as_json(report: Report) -> dict[str, Any]:
         "pack": {"name": report.info.name, "version": report.info.version},
         "config": str(report.config_file) if report.config_file else None,
         "target": report.target.label,
+        "notes": list(report.target.notes),
         "resources": len(result.resources),
         "passed": not report.failed,
         "violations": [

@@ -10,9 +10,11 @@ the engine for.
 from __future__ import annotations
 
 import json
+import re
 import runpy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
+
+from aimesh import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "aimesh"
@@ -199,12 +203,128 @@ def project_defaults(project_file: Path = ROOT / "Pulumi.yaml") -> dict[str, Any
     return defaults
 
 
-def stack_config(stack: str, root: Path = ROOT) -> tuple[dict[str, str], list[str]]:
-    """The config map (and secret keys) the engine passes for `stack`, as strings."""
+def stack_config(
+    stack: str, root: Path = ROOT, *, stand_ins: bool = True
+) -> tuple[dict[str, str], list[str]]:
+    """The config map (and secret keys) the engine passes for `stack`, as strings. With
+    `stand_ins`, values the stack file lacks and only its owner can set (secrets, a root CA,
+    see `stand_ins_for`) are filled with stand-ins, so the rest can still be evaluated."""
+    config, secret_keys, _ = stack_inputs(stack, root, stand_ins=stand_ins)
+    return config, secret_keys
+
+
+def stack_inputs(
+    stack: str, root: Path = ROOT, *, stand_ins: bool = True
+) -> tuple[dict[str, str], list[str], list[settings.MissingValue]]:
+    """`stack_config`, plus the required values that were missing (and stood in for)."""
     stack_file = root / f"Pulumi.{stack}.yaml"
     values = project_defaults(root / "Pulumi.yaml")
     values.update((yaml.safe_load(stack_file.read_text()) or {}).get("config") or {})
-    return encode_config(values)
+    config, secret_keys = encode_config(values)
+    if not stand_ins:
+        return config, secret_keys, []
+    missing = missing_values(config)
+    if not missing:
+        return config, secret_keys, []
+    filled = stand_ins_for(values, missing)
+    config, secret_keys = encode_config(filled)
+    return config, secret_keys, missing
+
+
+def missing_values(config: Mapping[str, str]) -> list[settings.MissingValue]:
+    """The required values `config` lacks ([] when it is complete, or invalid otherwise: an
+    invalid config is reported by the program itself)."""
+    raw = {
+        key.split(":", 1)[1]: settings.decode_value(value)
+        for key, value in config.items()
+        if key.startswith(f"{PROJECT}:")
+    }
+    try:
+        settings.parse(raw)
+    except settings.MissingValuesError as exc:
+        return list(exc.missing)
+    except settings.ConfigError:
+        return []
+    return []
+
+
+STAND_IN = "offline-stand-in"
+
+
+def stand_ins_for(
+    values: Mapping[str, Any], missing: list[settings.MissingValue]
+) -> dict[str, Any]:
+    """A copy of the stack's config values with a stand-in for each missing value: a secret
+    placeholder for secrets, a throwaway PKI (a root in the trust bundle and an intermediate it
+    signed) for a missing mesh CA, a name for the rest. Offline only: the real engine stops on
+    each missing value with its fix."""
+    filled: dict[str, Any] = json.loads(json.dumps(dict(values)))
+    keys = {item.key for item in missing}
+    root_pem, intermediate_pem = _throwaway_pki()
+    if "meshCaCertificate" in keys or "meshTrustRoots[0]" in keys:
+        roots = filled.setdefault(f"{PROJECT}:meshTrustRoots", [])
+        roots.append({"name": STAND_IN, "pem": root_pem})
+    for item in missing:
+        if item.secret:
+            _set_path(filled, item.key, {"secure": STAND_IN})
+        elif item.key == "meshCaCertificate":
+            _set_path(filled, item.key, intermediate_pem)
+        elif not item.key.startswith("meshTrustRoots"):
+            _set_path(filled, item.key, STAND_IN)
+    return filled
+
+
+def _set_path(values: dict[str, Any], key_path: str, value: Any) -> None:
+    """Set `aimesh:<key_path>` (`a[0].b` syntax) in `values`, creating lists and maps."""
+    parts: list[str | int] = [
+        int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", key_path)
+    ]
+    full = f"{PROJECT}:{parts[0]}"
+    node: Any = values
+    key: str | int = full
+    for part in parts[1:]:
+        if isinstance(node, dict):
+            node = node.setdefault(key, [] if isinstance(part, int) else {})
+        else:
+            while len(node) <= int(key):
+                node.append([] if isinstance(part, int) else {})
+            node = node[int(key)]
+        key = part
+    if isinstance(node, list):
+        while len(node) <= int(key):
+            node.append(None)
+        node[int(key)] = value
+    else:
+        node[key] = value
+
+
+def _throwaway_pki() -> tuple[str, str]:
+    """(root, intermediate) CA certificates made on the spot; their keys are discarded."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+    made: list[tuple[x509.Certificate, ec.EllipticCurvePrivateKey]] = []
+    for common_name in ("aimesh offline stand-in root", "aimesh offline stand-in intermediate"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        issuer, signer = (made[0][0].subject, made[0][1]) if made else (name, key)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(signer, hashes.SHA256())
+        )
+        made.append((cert, key))
+    root, intermediate = (c.public_bytes(serialization.Encoding.PEM).decode() for c, _ in made)
+    return root, intermediate
 
 
 def encode_config(values: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -221,6 +341,9 @@ def encode_config(values: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]
             config[full] = value
         else:
             config[full] = json.dumps(_reveal(value))
+            # The engine treats a structured value holding any secure part as a secret.
+            if json.dumps(value) != config[full]:
+                secret_keys.append(full)
     return config, secret_keys
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 
@@ -265,3 +266,48 @@ def test_make_prepares_state_dir_and_policy_pack_venv(target: str) -> None:
     assert (
         f"{venv}/bin/python -m pip install --quiet -r policy-pack/requirements.txt" in venv_recipe
     )
+
+
+# ---- the production stack as shipped -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", offline.stacks())
+def test_no_stack_file_ships_a_secret(stack: str) -> None:
+    """Secrets are set per deployment with `pulumi config set --secret` (encrypted with that
+    stack's own key); a `secure:` value in a shipped file could only be a placeholder the CLI
+    fails to decrypt, with an error that does not say what to do."""
+    text = (ROOT / f"Pulumi.{stack}.yaml").read_text()
+    assert "secure:" not in text
+    assert "encryptionsalt" not in text
+
+
+def test_prod_as_shipped_stops_before_any_resource_with_one_fix_per_missing_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorded: list[offline.Evaluation] = []
+
+    class Recording(offline.Evaluation):
+        def __init__(self) -> None:
+            super().__init__()
+            recorded.append(self)
+
+    monkeypatch.setattr(offline, "Evaluation", Recording)
+    config, secret_keys = offline.stack_config("prod", stand_ins=False)
+    with pytest.raises(pulumi.RunError) as raised:
+        offline.evaluate(config, secret_keys=secret_keys, stack="prod")
+    message = str(raised.value)
+    assert recorded
+    assert recorded[-1].resources == [], "a resource was registered"
+    secrets = ["siemSinks[0].token", "alertReceivers[0].credential", "alertReceivers[1].credential"]
+    for key in secrets:
+        assert f"  - aimesh:{key}: required secret is not set" in message
+        assert f"pulumi config set --stack prod --secret --path 'aimesh:{key}'\n" in (
+            message + "\n"
+        )
+    assert "  - aimesh:meshTrustRoots[0]: required value is not set" in message
+    assert "pulumi config set --stack prod --path 'aimesh:meshTrustRoots[0].pem' < " in message
+    assert message.count("\n  - aimesh:") == 4, "one error per missing key"
+    assert "Pulumi.prod.yaml lacks 4 required value(s)" in message
+    # With the values set (here: stand-ins), the same stack evaluates.
+    _, _, missing = offline.stack_inputs("prod")
+    assert [m.key for m in missing] == [*secrets, "meshTrustRoots[0]"]
