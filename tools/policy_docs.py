@@ -31,6 +31,7 @@ CONCERN_TITLES = {
     "tampering": "Tampering",
     "protection": "Model and key protection",
     "decoding": "Envoy and mesh configuration that does not decode",
+    "pki": "Mesh PKI (who signs workload certificates)",
 }
 
 

@@ -43,6 +43,7 @@ CONCERNS: Final = (
     "tampering",
     "protection",
     "decoding",
+    "pki",
 )
 
 

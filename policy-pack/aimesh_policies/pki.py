@@ -1,0 +1,965 @@
+"""Mesh PKI: who signs workload certificates, what they chain to and how long they live.
+
+A workload's certificate IS its identity (every ALLOW rule names a SPIFFE principal), so whoever
+can sign one can impersonate anyone. When cert-manager's istio-csr is the mesh CA, every other
+signer must be off and every proxy must ask istio-csr: istiod's built-in CA
+(`ENABLE_CA_SERVER`, in chart values, an IstioOperator or the rendered Deployment, including
+`envVarFrom` and the values Go cannot parse as a boolean, which fall back to "on"), a proxy sent
+elsewhere (`global.caAddress`, `CA_ADDR` in mesh or per-pod proxy config, ProxyConfig, a
+hand-injected sidecar), extra trust anchors (`caCertificates`, `caCertificatesPem`, another
+root ConfigMap, ClusterTrustBundles), istiod forwarding CSRs to another CA (`meshConfig.ca`),
+node accounts allowed to request other identities, or an issuer chosen at runtime by a
+ConfigMap. Production meshes must not chain to a root minted in the cluster by a self-signed
+issuer (istiod's own root, or a cert-manager selfSigned issuer anywhere up the issuer chain),
+unless the stack is exempted with a reason. The CA must cap workload certificate lifetime.
+
+Go's boolean parsing decides what istiod reads: only 0/f/F/false/FALSE/False turn the CA
+server off; anything else it cannot parse leaves the default, on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import yaml
+
+from aimesh_policies.framework import (
+    Context,
+    Finding,
+    Level,
+    Policy,
+    Severity,
+    finding,
+    show,
+    unknown_finding,
+)
+from aimesh_policies.objects import (
+    HELM_VALUES,
+    ISTIOD_CHARTS,
+    MESH_CONFIG,
+    POD_TEMPLATE_PATHS,
+    UNKNOWN,
+    K8sObject,
+    as_bool,
+    as_list,
+    as_map,
+    as_str,
+    get,
+    pods,
+    str_list,
+)
+
+CERT_MANAGER: Final = "cert-manager.io"
+ISSUER: Final = (CERT_MANAGER, "Issuer")
+CLUSTER_ISSUER: Final = (CERT_MANAGER, "ClusterIssuer")
+CERTIFICATE: Final = (CERT_MANAGER, "Certificate")
+SECRET: Final = ("", "Secret")
+DEPLOYMENT: Final = ("apps", "Deployment")
+ISTIO_OPERATOR: Final = ("install.istio.io", "IstioOperator")
+PROXY_CONFIG: Final = ("networking.istio.io", "ProxyConfig")
+WORKLOADS: Final = frozenset({*POD_TEMPLATE_PATHS, ("", "Pod")})
+
+ISTIO_CSR_CHARTS: Final = frozenset({"cert-manager-istio-csr", "istio-csr"})
+ISTIO_CSR_IMAGE: Final = "cert-manager-istio-csr"
+ISTIO_CSR_DEFAULT_HOST: Final = "cert-manager-istio-csr.cert-manager.svc"
+ISTIO_CSR_DEFAULT_PORT: Final = 443
+ISTIO_CSR_DEFAULT_ISSUER: Final = {"name": "istio-ca", "kind": "Issuer", "group": CERT_MANAGER}
+ISTIOD_NAMESPACE: Final = "istio-system"
+DEFAULT_ROOT_CONFIGMAP: Final = "istio-ca-root-cert"
+PROXY_CONFIG_ANNOTATION: Final = "proxy.istio.io/config"
+# Values strconv.ParseBool reads as false (istiod's env.Register for booleans).
+_GO_FALSE: Final = frozenset({"0", "f", "F", "false", "FALSE", "False"})
+# Istio's defaults when the variable is unset: istiod's CA server is on, its maximum workload
+# certificate lifetime is 90 days; istio-csr's maximum is one hour.
+ISTIOD_MAX_TTL_DEFAULT: Final = "2160h"
+ISTIO_CSR_MAX_DEFAULT: Final = "1h"
+_MAX_CHAIN: Final = 8  # issuer -> certificate -> issuer ... hops followed before giving up
+
+PKI_KINDS: Final = frozenset(
+    {HELM_VALUES, MESH_CONFIG, DEPLOYMENT, ISTIO_OPERATOR, PROXY_CONFIG, *WORKLOADS}
+)
+
+
+# --- small readers -------------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS: Final = {
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ns": 1e-9,
+}
+
+
+def go_duration(value: Any) -> float | None:
+    """Seconds of a Go duration string ("1h", "90m", "1h30m0s"); None if it is not one."""
+    text = as_str(value)
+    if not text:
+        return None
+    text = text.strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def go_false(value: Any) -> bool:
+    """Whether istiod reads `value` (an env value as the chart renders it) as false."""
+    if isinstance(value, bool):
+        return value is False
+    if isinstance(value, int | float):
+        return value == 0
+    return isinstance(value, str) and value in _GO_FALSE
+
+
+def _stack_of(urn: str) -> str:
+    # urn:pulumi:<stack>::<project>::<type>::<name>
+    head = urn.split("::", 1)[0]
+    return head.removeprefix("urn:pulumi:") if head.startswith("urn:pulumi:") else ""
+
+
+def _parse_yaml(text: Any) -> Mapping[str, Any] | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        loaded = yaml.safe_load(text)
+    except Exception:
+        return None
+    return loaded if isinstance(loaded, Mapping) else None
+
+
+# --- where istiod is configured ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One value of istiod's environment: where it is written and what it is."""
+
+    path: str  # field path inside `obj`, as messages show it
+    value: Any  # UNKNOWN when unknown; None when unset
+    indirect: bool = False  # comes from a ConfigMap/Secret (envVarFrom, valueFrom): unverifiable
+
+
+@dataclass(frozen=True)
+class Istiod:
+    """One place istiod's configuration is written: chart values, an IstioOperator or the
+    Deployment itself. `env(name)` is the value in force there (last writer wins)."""
+
+    obj: K8sObject
+    values_path: str  # where Helm-style values sit ("values", "spec.values"; "" for a Deployment)
+    settings: Mapping[str, Setting]
+    unknown: str | None = None  # the path whose unknown value hides everything
+    env_at: str = ""  # a Deployment's discovery container env (where a missing variable goes)
+
+    def env(self, name: str) -> Setting | None:
+        return self.settings.get(name)
+
+    def value(self, path: str) -> Any:
+        if not self.values_path:
+            return None
+        return self.obj.get(f"{self.values_path}.{path}")
+
+    def field(self, path: str) -> str:
+        """`path` under the values; for a Deployment, the discovery container's env."""
+        return f"{self.values_path}.{path}" if self.values_path else self.env_at
+
+
+def _values_env(obj: K8sObject, base: str) -> tuple[dict[str, Setting], str | None]:
+    """istiod's env from Helm-style values at `base`: `env`, then `pilot.env` (the chart copies
+    `pilot.*` over the top level last), then `envVarFrom` (rendered after both)."""
+    values = obj.get(base)
+    if values is UNKNOWN:
+        return {}, base
+    found: dict[str, Setting] = {}
+    for prefix in ("env", "pilot.env"):
+        env = get(values, prefix)
+        if env is UNKNOWN:
+            return found, f"{base}.{prefix}"
+        for key, value in as_map(env).items():
+            found[str(key)] = Setting(f"{base}.{prefix}.{key}", value)
+    for prefix in ("envVarFrom", "pilot.envVarFrom"):
+        entries = get(values, prefix)
+        if entries is UNKNOWN:
+            return found, f"{base}.{prefix}"
+        for i, entry in enumerate(as_list(entries)):
+            name = as_str(get(entry, "name"))
+            if name:
+                found[name] = Setting(f"{base}.{prefix}[{i}]", UNKNOWN, indirect=True)
+    return found, None
+
+
+def _container_env(container: Mapping[str, Any], at: str) -> tuple[dict[str, Setting], str | None]:
+    env = container.get("env")
+    if env is UNKNOWN:
+        return {}, f"{at}.env"
+    found: dict[str, Setting] = {}
+    for i, entry in enumerate(as_list(env)):
+        if not isinstance(entry, Mapping):
+            continue
+        name = as_str(entry.get("name"))
+        if not name:
+            continue
+        if entry.get("valueFrom") is not None:
+            found[name] = Setting(f"{at}.env[{i}]", UNKNOWN, indirect=True)
+        else:
+            found[name] = Setting(f"{at}.env[{i}].value", entry.get("value"))
+    return found, None
+
+
+def _is_istiod_deployment(obj: K8sObject) -> bool:
+    return obj.group_kind == DEPLOYMENT and (obj.name == "istiod" or obj.name.startswith("istiod-"))
+
+
+def istiod_sources(objs: Iterable[K8sObject]) -> Iterator[Istiod]:
+    """Every place of the stack that configures istiod."""
+    for obj in objs:
+        if obj.group_kind == HELM_VALUES and get(obj.body, "chart") in ISTIOD_CHARTS:
+            settings, unknown = _values_env(obj, "values")
+            yield Istiod(obj, "values", settings, unknown)
+        elif obj.group_kind == ISTIO_OPERATOR:
+            settings, unknown = _values_env(obj, "spec.values")
+            k8s_env = obj.get("spec.components.pilot.k8s.env")
+            if k8s_env is UNKNOWN:
+                unknown = unknown or "spec.components.pilot.k8s.env"
+            extra, _ = _container_env({"env": k8s_env}, "spec.components.pilot.k8s")
+            yield Istiod(obj, "spec.values", {**settings, **extra}, unknown)
+        elif _is_istiod_deployment(obj):
+            for view in pods(obj):
+                for at, container in view.containers:
+                    if as_str(container.get("name")) == "discovery":
+                        settings, unknown = _container_env(container, at)
+                        yield Istiod(obj, "", settings, unknown, env_at=f"{at}.env")
+
+
+def ca_server_on(source: Istiod) -> bool | None:
+    """Whether istiod's CA server runs (None: cannot tell)."""
+    setting = source.env("ENABLE_CA_SERVER")
+    if setting is None:
+        return None if source.unknown else True
+    if setting.value is UNKNOWN:
+        return None
+    return not go_false(setting.value)
+
+
+# --- istio-csr -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IstioCsr:
+    """istio-csr as the stack installs it: its chart values or its Deployment's arguments."""
+
+    obj: K8sObject
+    hosts: frozenset[str] = frozenset()  # DNS names of its serving certificate (agents dial)
+    port: int | None = None  # the Service port (None: any, when only the Deployment is seen)
+    issuer: Mapping[str, Any] = field(default_factory=dict)  # name, kind, group (or UNKNOWN)
+    issuer_path: str = ""
+    namespace: Any = ISTIOD_NAMESPACE  # where its CertificateRequests (and a namespaced Issuer) are
+    runtime_issuer: str | None = None  # a ConfigMap that may replace the issuer at runtime
+    runtime_path: str = ""
+    node_accounts: Any = None  # service accounts allowed to request other identities
+    node_path: str = ""
+    lifetime: Any = None  # the workload certificate lifetime cap (None: unset, the default)
+    lifetime_path: str = ""
+    unknown: str | None = None  # a field whose unknown value hides all of the above
+
+    def serves(self, address: str) -> bool:
+        host, _, port = address.rpartition(":")
+        if not host:
+            return False
+        return host in self.hosts and (self.port is None or port == str(self.port))
+
+    @property
+    def address(self) -> str:
+        host = sorted(self.hosts)[0] if self.hosts else ISTIO_CSR_DEFAULT_HOST
+        return f"{host}:{self.port or ISTIO_CSR_DEFAULT_PORT}"
+
+
+def _from_values(obj: K8sObject) -> IstioCsr:
+    values = obj.get("values")
+    if values is UNKNOWN:
+        return IstioCsr(obj, unknown="values")
+    app = as_map(get(values, "app"))
+    names = get(app, "tls.certificateDNSNames")
+    port = get(values, "service.port")
+    issuer_path = "values.app.certmanager.issuer"
+    issuer = {**ISTIO_CSR_DEFAULT_ISSUER, **as_map(get(app, "certmanager.issuer"))}
+    runtime_path = "values.app.runtimeConfiguration.name"
+    runtime = as_str(get(app, "runtimeConfiguration.name"))
+    if not runtime and as_str(app.get("runtimeIssuanceConfigMap")):
+        runtime, runtime_path = (
+            as_str(app.get("runtimeIssuanceConfigMap")),
+            ("values.app.runtimeIssuanceConfigMap"),
+        )
+    if as_bool(get(app, "runtimeConfiguration.create")) is True:
+        # The chart creates the ConfigMap from these values; istio-csr follows it rather than
+        # the default issuer, and whoever edits it later picks the mesh CA.
+        issuer = {**ISTIO_CSR_DEFAULT_ISSUER, **as_map(get(app, "runtimeConfiguration.issuer"))}
+        issuer_path = "values.app.runtimeConfiguration.issuer"
+        runtime, runtime_path = runtime or ISTIO_CSR_IMAGE, "values.app.runtimeConfiguration"
+    namespace = get(app, "certmanager.namespace")
+    return IstioCsr(
+        obj,
+        hosts=frozenset(str_list(names) if names is not None else [ISTIO_CSR_DEFAULT_HOST]),
+        port=int(port) if isinstance(port, int | float) else ISTIO_CSR_DEFAULT_PORT,
+        issuer=issuer,
+        issuer_path=issuer_path,
+        namespace=ISTIOD_NAMESPACE if namespace is None else namespace,
+        runtime_issuer=runtime,
+        runtime_path=runtime_path,
+        node_accounts=get(app, "server.caTrustedNodeAccounts"),
+        node_path="values.app.server.caTrustedNodeAccounts",
+        lifetime=get(app, "server.maxCertificateDuration"),
+        lifetime_path="values.app.server.maxCertificateDuration",
+    )
+
+
+def _args(container: Mapping[str, Any]) -> dict[str, str]:
+    """`--flag=value` arguments (the last one of a flag wins); repeated DNS names joined."""
+    found: dict[str, str] = {}
+    for arg in [*str_list(container.get("command")), *str_list(container.get("args"))]:
+        if arg.startswith("--") and "=" in arg:
+            flag, _, value = arg[2:].partition("=")
+            if flag == "serving-certificate-dns-names" and flag in found:
+                value = f"{found[flag]},{value}"
+            found[flag] = value
+    return found
+
+
+def _from_deployment(obj: K8sObject) -> Iterator[IstioCsr]:
+    for view in pods(obj):
+        for at, container in view.containers:
+            if ISTIO_CSR_IMAGE not in (as_str(container.get("image")) or ""):
+                continue
+            if container.get("args") is UNKNOWN:
+                yield IstioCsr(obj, unknown=f"{at}.args")
+                continue
+            args = _args(container)
+            names = [n for n in args.get("serving-certificate-dns-names", "").split(",") if n]
+            yield IstioCsr(
+                obj,
+                hosts=frozenset(names) or frozenset({ISTIO_CSR_DEFAULT_HOST}),
+                issuer={
+                    "name": args.get("issuer-name", ISTIO_CSR_DEFAULT_ISSUER["name"]),
+                    "kind": args.get("issuer-kind", ISTIO_CSR_DEFAULT_ISSUER["kind"]),
+                    "group": args.get("issuer-group", ISTIO_CSR_DEFAULT_ISSUER["group"]),
+                },
+                issuer_path=f"{at}.args",
+                namespace=args.get("certificate-namespace", ISTIOD_NAMESPACE),
+                runtime_issuer=args.get("runtime-issuance-config-map-name") or None,
+                runtime_path=f"{at}.args",
+                node_accounts=args.get("ca-trusted-node-accounts"),
+                node_path=f"{at}.args",
+                lifetime=args.get("max-client-certificate-duration"),
+                lifetime_path=f"{at}.args",
+            )
+
+
+def _csr_of(obj: K8sObject) -> list[IstioCsr]:
+    if obj.group_kind == HELM_VALUES:
+        return [_from_values(obj)] if get(obj.body, "chart") in ISTIO_CSR_CHARTS else []
+    if obj.group_kind in WORKLOADS:
+        return list(_from_deployment(obj))
+    return []
+
+
+def istio_csrs(objs: Iterable[K8sObject]) -> list[IstioCsr]:
+    """istio-csr in the stack: its chart values, or a workload running its image."""
+    return [csr for obj in objs for csr in _csr_of(obj)]
+
+
+# --- 1. istiod's CA off --------------------------------------------------------------------------
+
+
+def _istiod_ca_off(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
+    csrs = istio_csrs(objs)
+    if not csrs:
+        return
+    who = csrs[0].obj.ref
+    for source in istiod_sources(objs):
+        obj = source.obj
+        setting = source.env("ENABLE_CA_SERVER")
+        if setting is None and source.unknown:
+            yield unknown_finding(obj, source.unknown)
+        elif setting is None:
+            yield finding(
+                obj,
+                source.field("env.ENABLE_CA_SERVER"),
+                f"ENABLE_CA_SERVER is not set, so istiod runs its own CA next to istio-csr "
+                f"({who}): two signers, and istiod's self-signed root is trusted by nobody the "
+                "mesh CA issues for",
+                'set ENABLE_CA_SERVER: "false" in istiod\'s env',
+            )
+        elif setting.indirect:
+            yield finding(
+                obj,
+                setting.path,
+                "ENABLE_CA_SERVER is read from a ConfigMap or Secret: whoever can edit that "
+                "object can turn istiod's CA back on, unseen by this stack",
+                'set ENABLE_CA_SERVER: "false" as a literal value',
+            )
+        elif setting.value is UNKNOWN:
+            yield unknown_finding(obj, setting.path)
+        elif not go_false(setting.value):
+            yield finding(
+                obj,
+                setting.path,
+                f"is {show(setting.value)!r}: istiod's CA server stays on (Go reads only "
+                "0/f/F/false/FALSE/False as false; anything else falls back to on) next to "
+                f"istio-csr ({who})",
+                'set it to "false"',
+            )
+        bundle = source.env("ENABLE_CLUSTER_TRUST_BUNDLE_API")
+        if bundle is not None and bundle.value is not UNKNOWN and not go_false(bundle.value):
+            yield finding(
+                obj,
+                bundle.path,
+                "proxies would take their trust anchors from a ClusterTrustBundle, which "
+                "istio-csr does not write: workloads would trust roots outside the mesh CA",
+                "remove ENABLE_CLUSTER_TRUST_BUNDLE_API",
+            )
+
+
+# --- 2. every proxy asks istio-csr and trusts only its roots -------------------------------------
+
+
+def _ca_address_findings(
+    source: Istiod, csrs: Sequence[IstioCsr], wanted: str
+) -> Iterator[Finding]:
+    if not source.values_path:
+        return
+    obj = source.obj
+    address = source.value("global.caAddress")
+    if address is UNKNOWN:
+        yield unknown_finding(obj, source.field("global.caAddress"))
+    elif not isinstance(address, str) or not address:
+        yield finding(
+            obj,
+            source.field("global.caAddress"),
+            "is not set: sidecars and gateways send their certificate requests to istiod, "
+            "not to istio-csr",
+            f"set it to {wanted}",
+        )
+    elif not any(c.serves(address) for c in csrs):
+        yield finding(
+            obj,
+            source.field("global.caAddress"),
+            f"{address!r} is not istio-csr: every sidecar would get its identity from that address",
+            f"set it to {wanted}",
+        )
+    for key, why in (
+        ("global.caName", "selects another certificate provider for every proxy"),
+        (
+            "global.trustBundleName",
+            "makes proxies read their roots from a ConfigMap istio-csr does not write",
+        ),
+    ):
+        value = source.value(key)
+        if value is UNKNOWN:
+            yield unknown_finding(obj, source.field(key))
+        elif isinstance(value, str) and value and value != DEFAULT_ROOT_CONFIGMAP:
+            yield finding(obj, source.field(key), f"is {value!r}: {why}", "remove it")
+
+
+def _proxy_config_findings(
+    obj: K8sObject, path: str, config: Mapping[str, Any], csrs: Sequence[IstioCsr], wanted: str
+) -> Iterator[Finding]:
+    """A ProxyConfig (mesh `defaultConfig` or a pod's annotation) that redirects or widens."""
+    address = get(config, "proxyMetadata.CA_ADDR")
+    if address is UNKNOWN:
+        yield unknown_finding(obj, obj.field(f"{path}.proxyMetadata.CA_ADDR"))
+    elif isinstance(address, str) and not any(c.serves(address) for c in csrs):
+        yield finding(
+            obj,
+            f"{path}.proxyMetadata.CA_ADDR",
+            f"sends proxies to {address!r} for their certificates instead of istio-csr",
+            f"remove it (or set it to {wanted})",
+        )
+    pem = config.get("caCertificatesPem")
+    if pem is UNKNOWN:
+        yield unknown_finding(obj, obj.field(f"{path}.caCertificatesPem"))
+    elif as_list(pem):
+        yield finding(
+            obj,
+            f"{path}.caCertificatesPem",
+            "adds trust anchors next to the mesh CA's roots: certificates from those CAs "
+            "would be accepted as mesh identities",
+            "remove it; trusted roots belong in istio-csr's trust bundle",
+        )
+
+
+def _workloads_use_istio_csr(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
+    csrs = istio_csrs(objs)
+    if not csrs:
+        return
+    wanted = csrs[0].address
+    for csr in csrs:
+        if csr.unknown:
+            yield unknown_finding(csr.obj, csr.unknown)
+        if csr.runtime_issuer:
+            yield finding(
+                csr.obj,
+                csr.runtime_path,
+                f"istio-csr takes its issuer from ConfigMap {csr.runtime_issuer!r} at runtime: "
+                "whoever can edit it picks the mesh CA, outside this stack",
+                "use app.certmanager.issuer and leave app.runtimeConfiguration unset",
+            )
+        accounts = csr.node_accounts
+        if accounts is UNKNOWN:
+            yield unknown_finding(csr.obj, csr.node_path)
+        elif (isinstance(accounts, str) and accounts.strip()) or str_list(accounts):
+            yield finding(
+                csr.obj,
+                csr.node_path,
+                f"{show(accounts)}: these service accounts may request certificates for other "
+                "identities (node authentication, meant for ztunnel in ambient mode)",
+                "remove it unless the mesh runs ambient (then exempt this workload)",
+            )
+    for source in istiod_sources(objs):
+        yield from _ca_address_findings(source, csrs, wanted)
+    for obj in objs:
+        if obj.group_kind == MESH_CONFIG:
+            if obj.whole_unknown:
+                yield unknown_finding(obj, obj.field(""))
+                continue
+            ca = obj.get("ca")
+            if ca is UNKNOWN:
+                yield unknown_finding(obj, obj.field("ca"))
+            elif ca:
+                yield finding(
+                    obj,
+                    "ca",
+                    "istiod would forward workload CSRs to another CA",
+                    "remove meshConfig.ca",
+                )
+            anchors = obj.get("caCertificates")
+            if anchors is UNKNOWN:
+                yield unknown_finding(obj, obj.field("caCertificates"))
+            elif as_list(anchors):
+                yield finding(
+                    obj,
+                    "caCertificates",
+                    "adds trust anchors next to the mesh CA's roots: their certificates would "
+                    "be accepted as mesh identities",
+                    "remove it; trusted roots belong in istio-csr's trust bundle",
+                )
+            default = obj.get("defaultConfig")
+            if default is UNKNOWN:
+                yield unknown_finding(obj, obj.field("defaultConfig"))
+            else:
+                yield from _proxy_config_findings(
+                    obj, "defaultConfig", as_map(default), csrs, wanted
+                )
+        elif obj.group_kind == PROXY_CONFIG:
+            address = get(obj.spec, "environmentVariables.CA_ADDR")
+            if address is UNKNOWN:
+                yield unknown_finding(obj, "spec.environmentVariables.CA_ADDR")
+            elif isinstance(address, str) and not any(c.serves(address) for c in csrs):
+                yield finding(
+                    obj,
+                    "spec.environmentVariables.CA_ADDR",
+                    f"sends the selected proxies to {address!r} for their certificates",
+                    "remove CA_ADDR",
+                )
+        elif obj.group_kind in WORKLOADS:
+            yield from _pod_findings(obj, csrs, wanted)
+
+
+def _pod_findings(obj: K8sObject, csrs: Sequence[IstioCsr], wanted: str) -> Iterator[Finding]:
+    for view in pods(obj):
+        raw = view.annotations.get(PROXY_CONFIG_ANNOTATION)
+        path = f"{view.meta_path}.annotations.{PROXY_CONFIG_ANNOTATION}"
+        if raw is not None:
+            parsed = _parse_yaml(raw)
+            if parsed is None:
+                yield finding(
+                    obj,
+                    path,
+                    "is not a YAML mapping: istiod rejects the pod's proxy config",
+                    "fix or remove the annotation",
+                )
+            else:
+                yield from _proxy_config_findings(obj, path, parsed, csrs, wanted)
+        for at, container in view.containers:
+            if as_str(container.get("name")) != "istio-proxy":
+                continue
+            env, unknown = _container_env(container, at)
+            setting = env.get("CA_ADDR")
+            if unknown:
+                yield unknown_finding(obj, unknown)
+            if setting is None:
+                continue
+            if setting.value is UNKNOWN and not setting.indirect:
+                yield unknown_finding(obj, setting.path)
+            elif setting.indirect or not any(c.serves(str(setting.value)) for c in csrs):
+                yield finding(
+                    obj,
+                    setting.path,
+                    "this sidecar asks another CA (or one read from a ConfigMap/Secret) for "
+                    "its certificate",
+                    f"set CA_ADDR to {wanted} or let istiod inject the sidecar",
+                )
+
+
+# --- 3. no self-signed mesh root in production ---------------------------------------------------
+
+
+def _exemption(stack: str, ctx: Context) -> tuple[bool, str]:
+    """(exempt, why) for `stack` from `exemptStacks` (glob -> reason; an empty reason does not
+    exempt)."""
+    for pattern, reason in as_map(ctx.raw.get("exemptStacks")).items():
+        if fnmatch.fnmatchcase(stack, str(pattern)):
+            text = as_str(reason) or ""
+            if text.strip():
+                return True, text
+            return False, f"exemptStacks[{pattern!r}] gives no reason, so it does not count"
+    return False, ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # "self-signed" | "external" | "unknown"
+    path: str = ""  # for "self-signed": the chain that leads there; for "unknown": the field
+    obj: K8sObject | None = None
+
+
+def _find(
+    objs: Sequence[K8sObject], group_kind: tuple[str, str], name: str, namespace: str | None
+) -> K8sObject | None:
+    for obj in objs:
+        if obj.group_kind != group_kind or obj.name != name:
+            continue
+        if namespace is None or obj.namespace == namespace:
+            return obj
+    return None
+
+
+def _issuer_root(
+    objs: Sequence[K8sObject],
+    ref: Mapping[str, Any],
+    namespace: Any,
+    ctx: Context,
+    seen: tuple[str, ...] = (),
+) -> Verdict:
+    """Follow an issuerRef up to what it chains to, through objects of this stack."""
+    name, kind, group = ref.get("name"), ref.get("kind"), ref.get("group")
+    if UNKNOWN in (name, kind, group, namespace):
+        return Verdict("unknown", "issuerRef")
+    if group not in (None, "", CERT_MANAGER):
+        return Verdict("external")  # an external issuer (Vault, AWS PCA, ...) signs
+    kind = as_str(kind) or "Issuer"
+    if kind not in ("Issuer", "ClusterIssuer") or not isinstance(name, str):
+        return Verdict("external")
+    cluster = kind == "ClusterIssuer"
+    issuer = _find(
+        objs,
+        CLUSTER_ISSUER if cluster else ISSUER,
+        name,
+        None if cluster else as_str(namespace),
+    )
+    step = f"{kind} {name}"
+    chain = (*seen, step)
+    if issuer is None or len(chain) > _MAX_CHAIN:
+        return Verdict("external")  # defined outside this stack: the platform team's
+    spec = issuer.spec
+    if issuer.body.get("spec") is UNKNOWN:
+        return Verdict("unknown", "spec", issuer)
+    if "selfSigned" in spec:
+        return Verdict("self-signed", " -> ".join(chain), issuer)
+    secret = get(spec, "ca.secretName")
+    if secret is UNKNOWN:
+        return Verdict("unknown", "spec.ca.secretName", issuer)
+    if not isinstance(secret, str):
+        return Verdict("external")
+    secret_ns = (
+        as_str(ctx.raw.get("clusterResourceNamespace")) or "cert-manager"
+        if cluster
+        else issuer.namespace
+    )
+    for cert in objs:
+        if cert.group_kind != CERTIFICATE or cert.namespace != secret_ns:
+            continue
+        secret_name = cert.get("spec.secretName")
+        if secret_name is UNKNOWN:
+            return Verdict("unknown", "spec.secretName", cert)
+        if secret_name != secret:
+            continue
+        issuer_ref = cert.get("spec.issuerRef")
+        if issuer_ref is UNKNOWN:
+            return Verdict("unknown", "spec.issuerRef", cert)
+        return _issuer_root(
+            objs,
+            as_map(issuer_ref),
+            cert.namespace,
+            ctx,
+            (*chain, f"Certificate {cert.namespace}/{cert.name}"),
+        )
+    return Verdict("external")  # a CA Secret brought in from outside the cluster
+
+
+def _self_signed_root(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
+    stack = next((s for s in (_stack_of(o.urn) for o in objs) if s), "")
+    exempt, why = _exemption(stack, ctx)
+    if exempt:
+        return
+    note = f" ({why})" if why else ""
+    csrs = istio_csrs(objs)
+    for csr in csrs:
+        if csr.unknown:
+            yield unknown_finding(csr.obj, csr.unknown)
+            continue
+        verdict = _issuer_root(objs, csr.issuer, csr.namespace, ctx)
+        if verdict.kind == "unknown":
+            yield unknown_finding(verdict.obj or csr.obj, verdict.path or csr.issuer_path)
+        elif verdict.kind == "self-signed":
+            yield finding(
+                csr.obj,
+                csr.issuer_path,
+                f"workload certificates chain to a root minted in the cluster by a self-signed "
+                f"issuer ({verdict.path}) in stack {stack or '<unnamed>'}{note}: its key lives "
+                "in a Secret, nobody outside the cluster vouches for it, and it cannot be "
+                "rotated without an outage",
+                "sign with your PKI (an issuer you run, or a CA Secret holding an intermediate "
+                "of your root) and trust its root explicitly (app.tls.rootCAFile), or exempt "
+                "this stack with a reason (exemptStacks)",
+            )
+    if csrs:
+        return
+    sources = list(istiod_sources(objs))
+    on = [s for s in sources if ca_server_on(s) is not False]
+    if not on:
+        return
+    plugged = [
+        o
+        for o in objs
+        if (o.group_kind == SECRET and o.name == "cacerts")
+        or (o.group_kind == CERTIFICATE and o.get("spec.secretName") == "cacerts")
+    ]
+    for cert in (o for o in plugged if o.group_kind == CERTIFICATE):
+        verdict = _issuer_root(objs, as_map(cert.get("spec.issuerRef")), cert.namespace, ctx)
+        if verdict.kind == "self-signed":
+            yield finding(
+                cert,
+                "spec.issuerRef",
+                f"istiod's plugged-in CA (cacerts) chains to a self-signed root ({verdict.path}) "
+                f"in stack {stack or '<unnamed>'}{note}",
+                "issue cacerts from your PKI, or exempt this stack with a reason (exemptStacks)",
+            )
+        elif verdict.kind == "unknown":
+            yield unknown_finding(verdict.obj or cert, verdict.path)
+    if plugged:
+        return
+    for source in on:
+        if ca_server_on(source) is None:
+            setting = source.env("ENABLE_CA_SERVER")
+            yield unknown_finding(source.obj, setting.path if setting else source.unknown or "")
+            continue
+        yield finding(
+            source.obj,
+            source.field("env.ENABLE_CA_SERVER"),
+            f"istiod signs workload certificates with its own self-signed root in stack "
+            f"{stack or '<unnamed>'}{note}, and no plugged-in CA (Secret istio-system/cacerts) "
+            "is part of the stack",
+            "make cert-manager the mesh CA with your PKI (aimesh: meshCa cert-manager, "
+            "meshCaIssuer existing), plug your CA in as cacerts, or exempt this stack with a "
+            "reason (exemptStacks)",
+        )
+
+
+# --- 4. workload certificate lifetime ------------------------------------------------------------
+
+
+def _bounds(ctx: Context) -> tuple[float, float, str, str]:
+    low_text = as_str(ctx.raw.get("minWorkloadCertLifetime")) or "10m"
+    high_text = as_str(ctx.raw.get("maxWorkloadCertLifetime")) or "24h"
+    return go_duration(low_text) or 600.0, go_duration(high_text) or 86400.0, low_text, high_text
+
+
+def _lifetime_finding(
+    obj: K8sObject, path: str, value: Any, ctx: Context, *, default: str, what: str
+) -> Iterator[Finding]:
+    low, high, low_text, high_text = _bounds(ctx)
+    if value is UNKNOWN:
+        yield unknown_finding(obj, path)
+        return
+    shown = value if value is not None else default
+    seconds = go_duration(shown)
+    unset = " (unset: the default)" if value is None else ""
+    if seconds is None:
+        yield finding(
+            obj,
+            path,
+            f"{show(shown)!r} is not a Go duration: {what} falls back to its default",
+            f"set a duration between {low_text} and {high_text}",
+        )
+    elif seconds > high:
+        yield finding(
+            obj,
+            path,
+            f"{what} may be up to {show(shown)}{unset}, above the {high_text} allowed: a "
+            "stolen workload certificate stays a valid identity for that long",
+            f"set it to {high_text} or less",
+        )
+    elif seconds < low:
+        yield finding(
+            obj,
+            path,
+            f"{what} is {show(shown)}, below the {low_text} allowed: every proxy renews at half "
+            "of it, flooding the CA",
+            f"set it to {low_text} or more",
+        )
+
+
+def _lifetime(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
+    for csr in _csr_of(obj):
+        if csr.unknown:
+            yield unknown_finding(obj, csr.unknown)
+            continue
+        yield from _lifetime_finding(
+            obj,
+            csr.lifetime_path,
+            csr.lifetime,
+            ctx,
+            default=ISTIO_CSR_MAX_DEFAULT,
+            what="istio-csr's workload certificate lifetime",
+        )
+    for source in istiod_sources([obj]):
+        on = ca_server_on(source)
+        if on is False:
+            continue
+        if on is None:
+            setting = source.env("ENABLE_CA_SERVER")
+            yield unknown_finding(obj, setting.path if setting else source.unknown or "")
+            continue
+        setting = source.env("MAX_WORKLOAD_CERT_TTL")
+        if setting is not None and setting.indirect:
+            yield finding(
+                obj,
+                setting.path,
+                "MAX_WORKLOAD_CERT_TTL is read from a ConfigMap or Secret: the cap on "
+                "workload certificate lifetime can change unseen by this stack",
+                "set it as a literal value",
+            )
+            continue
+        yield from _lifetime_finding(
+            obj,
+            setting.path if setting else source.field("env.MAX_WORKLOAD_CERT_TTL"),
+            setting.value if setting else None,
+            ctx,
+            default=ISTIOD_MAX_TTL_DEFAULT,
+            what="istiod's maximum workload certificate lifetime (MAX_WORKLOAD_CERT_TTL)",
+        )
+
+
+def _lifetime_applies(obj: K8sObject) -> bool:
+    if obj.group_kind == HELM_VALUES:
+        return get(obj.body, "chart") in ISTIO_CSR_CHARTS | ISTIOD_CHARTS
+    return obj.group_kind in WORKLOADS or obj.group_kind == ISTIO_OPERATOR
+
+
+_EXEMPT_STACKS_SCHEMA: Final = {
+    "type": "object",
+    "additionalProperties": {"type": "string"},
+    "default": {},
+    "description": "Stacks (name or glob, e.g. `dev`, `preview-*`) that may use a self-signed "
+    "mesh root, each with the reason (an empty reason does not exempt).",
+}
+
+
+POLICIES: Final = (
+    Policy(
+        name="mesh-ca-istiod-ca-off-with-istio-csr",
+        description="When istio-csr is the mesh CA, istiod's own CA server is off everywhere "
+        "istiod is configured.",
+        severity=Severity.HIGH,
+        level=Level.MANDATORY,
+        remediation='Set ENABLE_CA_SERVER: "false" in istiod\'s env (chart values `env` or '
+        "`pilot.env`, IstioOperator, or the istiod Deployment), as a literal, and leave "
+        "ENABLE_CLUSTER_TRUST_BUNDLE_API unset.",
+        catches="istiod chart values, an IstioOperator or an istiod Deployment in a stack that "
+        "runs istio-csr (chart values or its image) where ENABLE_CA_SERVER is unset, anything "
+        "Go does not parse as false (e.g. 'no', 'off': istiod then keeps the default, on), or "
+        "read from a ConfigMap/Secret (envVarFrom, valueFrom); and "
+        "ENABLE_CLUSTER_TRUST_BUNDLE_API, which moves proxies' trust to ClusterTrustBundles.",
+        check_stack=_istiod_ca_off,
+        kinds=PKI_KINDS,
+    ),
+    Policy(
+        name="mesh-ca-workloads-use-istio-csr",
+        description="When istio-csr is the mesh CA, every proxy asks istio-csr for its "
+        "certificate and trusts only its roots.",
+        severity=Severity.HIGH,
+        level=Level.MANDATORY,
+        remediation="Point global.caAddress at istio-csr's Service (host in its "
+        "app.tls.certificateDNSNames, port service.port) and remove every other CA address, "
+        "extra trust anchor and runtime issuer selection.",
+        catches="istiod values or an IstioOperator whose global.caAddress is unset or not "
+        "istio-csr, global.caName / global.trustBundleName set; mesh config with `ca`, "
+        "`caCertificates`, or defaultConfig CA_ADDR / caCertificatesPem; a pod's "
+        "proxy.istio.io/config annotation or a ProxyConfig setting CA_ADDR or extra roots; a "
+        "hand-injected istio-proxy with another CA_ADDR; istio-csr with caTrustedNodeAccounts or "
+        "an issuer chosen at runtime by a ConfigMap.",
+        check_stack=_workloads_use_istio_csr,
+        kinds=PKI_KINDS,
+    ),
+    Policy(
+        name="mesh-ca-forbid-self-signed-root",
+        description="Workload certificates chain to a root from outside the cluster, unless the "
+        "stack is exempted with a reason.",
+        severity=Severity.HIGH,
+        level=Level.MANDATORY,
+        remediation="Sign workload certificates with your PKI (istio-csr with an issuer you run "
+        "or a CA Secret holding an intermediate of your root; or istiod with cacerts), or list "
+        "the stack in exemptStacks with the reason (e.g. a kind cluster for development).",
+        catches="istio-csr whose issuer is, or chains through CA Issuers and Certificates of the "
+        "stack to, a cert-manager selfSigned issuer; istiod signing with its own self-signed "
+        "root (CA server on, no cacerts Secret or Certificate in the stack); a cacerts "
+        "Certificate that chains to a selfSigned issuer. The stack name comes from the "
+        "resources' URNs.",
+        check_stack=_self_signed_root,
+        kinds=frozenset({*PKI_KINDS, ISSUER, CLUSTER_ISSUER, CERTIFICATE, SECRET}),
+        config={
+            "exemptStacks": _EXEMPT_STACKS_SCHEMA,
+            "clusterResourceNamespace": {
+                "type": "string",
+                "default": "cert-manager",
+                "description": "Where cert-manager reads ClusterIssuers' CA Secrets from.",
+            },
+        },
+    ),
+    Policy(
+        name="mesh-ca-workload-cert-lifetime-bounded",
+        description="The mesh CA caps workload certificate lifetime within the configured bounds.",
+        severity=Severity.MEDIUM,
+        level=Level.MANDATORY,
+        remediation="Set istio-csr's app.server.maxCertificateDuration, or istiod's "
+        "MAX_WORKLOAD_CERT_TTL when its CA is on, within minWorkloadCertLifetime.."
+        "maxWorkloadCertLifetime.",
+        catches="istio-csr (values or its Deployment's --max-client-certificate-duration) "
+        "allowing longer than the maximum or shorter than the minimum; istiod with its CA on "
+        "and MAX_WORKLOAD_CERT_TTL unset (Istio's default: 90 days, which any pod may request "
+        "through its proxy config), too long, unparsable or read from a ConfigMap/Secret.",
+        check=_lifetime,
+        kinds=frozenset({HELM_VALUES, ISTIO_OPERATOR, *WORKLOADS}),
+        only=_lifetime_applies,
+        config={
+            "maxWorkloadCertLifetime": {
+                "type": "string",
+                "default": "24h",
+                "description": "The longest workload certificate lifetime the CA may grant "
+                "(Go duration).",
+            },
+            "minWorkloadCertLifetime": {
+                "type": "string",
+                "default": "10m",
+                "description": "The shortest (Go duration): proxies renew at half of it.",
+            },
+        },
+    ),
+)
