@@ -465,7 +465,7 @@ def test_a_stack_lacking_secrets_is_checked_with_stand_ins_and_says_so() -> None
     prod = check.stack_target("prod")
     assert len(prod.notes) == 1
     note = prod.notes[0]
-    assert "Pulumi.prod.yaml lacks 4 required value(s)" in note
+    assert "Pulumi.prod.yaml lacks 6 required value(s)" in note
     assert "pulumi config set --stack prod --secret --path 'aimesh:siemSinks[0].token'" in note
     assert "stand-ins" in note
     assert check.stack_target("dev").notes == []

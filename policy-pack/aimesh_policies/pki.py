@@ -27,6 +27,15 @@ from typing import Any, Final
 
 import yaml
 
+from aimesh_policies.accessors import (
+    UNKNOWN,
+    as_bool,
+    as_list,
+    as_map,
+    as_str,
+    get,
+    str_list,
+)
 from aimesh_policies.framework import (
     Context,
     Finding,
@@ -37,21 +46,9 @@ from aimesh_policies.framework import (
     show,
     unknown_finding,
 )
-from aimesh_policies.objects import (
-    HELM_VALUES,
-    ISTIOD_CHARTS,
-    MESH_CONFIG,
-    POD_TEMPLATE_PATHS,
-    UNKNOWN,
-    K8sObject,
-    as_bool,
-    as_list,
-    as_map,
-    as_str,
-    get,
-    pods,
-    str_list,
-)
+from aimesh_policies.k8s_object import HELM_VALUES, MESH_CONFIG, K8sObject
+from aimesh_policies.objects import ISTIOD_CHARTS
+from aimesh_policies.pods import POD_TEMPLATE_PATHS, pods
 
 CERT_MANAGER: Final = "cert-manager.io"
 ISSUER: Final = (CERT_MANAGER, "Issuer")
@@ -155,7 +152,9 @@ class Istiod:
     obj: K8sObject
     values_path: str  # where Helm-style values sit ("values", "spec.values"; "" for a Deployment)
     settings: Mapping[str, Setting]
-    unknown: str | None = None  # the path whose unknown value hides everything
+    # Unknown fields that could set or override any variable (an unknown env map, an
+    # envVarFrom entry or env entry whose name is unknown, an unknown container name...).
+    unknowns: tuple[str, ...] = ()
     env_at: str = ""  # a Deployment's discovery container env (where a missing variable goes)
 
     def env(self, name: str) -> Setting | None:
@@ -170,80 +169,139 @@ class Istiod:
         """`path` under the values; for a Deployment, the discovery container's env."""
         return f"{self.values_path}.{path}" if self.values_path else self.env_at
 
+    def unknown_for(self, name: str) -> list[str]:
+        """What keeps variable `name` from being known: structural unknowns, or its value."""
+        setting = self.env(name)
+        found = list(self.unknowns)
+        if setting is not None and setting.value is UNKNOWN and not setting.indirect:
+            found.append(setting.path)
+        return found
 
-def _values_env(obj: K8sObject, base: str) -> tuple[dict[str, Setting], str | None]:
+
+def _values_env(obj: K8sObject, base: str) -> tuple[dict[str, Setting], list[str]]:
     """istiod's env from Helm-style values at `base`: `env`, then `pilot.env` (the chart copies
     `pilot.*` over the top level last), then `envVarFrom` (rendered after both)."""
-    values = obj.get(base)
-    if values is UNKNOWN:
-        return {}, base
     found: dict[str, Setting] = {}
+    unknowns: list[str] = []
     for prefix in ("env", "pilot.env"):
-        env = get(values, prefix)
+        env = obj.get(f"{base}.{prefix}")
         if env is UNKNOWN:
-            return found, f"{base}.{prefix}"
+            unknowns.append(_first_unknown(obj, f"{base}.{prefix}"))
+            continue
         for key, value in as_map(env).items():
             found[str(key)] = Setting(f"{base}.{prefix}.{key}", value)
     for prefix in ("envVarFrom", "pilot.envVarFrom"):
-        entries = get(values, prefix)
+        entries = obj.get(f"{base}.{prefix}")
         if entries is UNKNOWN:
-            return found, f"{base}.{prefix}"
+            unknowns.append(_first_unknown(obj, f"{base}.{prefix}"))
+            continue
         for i, entry in enumerate(as_list(entries)):
-            name = as_str(get(entry, "name"))
-            if name:
+            name = get(entry, "name")
+            if name is UNKNOWN:
+                unknowns.append(f"{base}.{prefix}[{i}]")
+            elif isinstance(name, str) and name:
                 found[name] = Setting(f"{base}.{prefix}[{i}]", UNKNOWN, indirect=True)
-    return found, None
+    return found, list(dict.fromkeys(unknowns))
 
 
-def _container_env(container: Mapping[str, Any], at: str) -> tuple[dict[str, Setting], str | None]:
+def _first_unknown(obj: K8sObject, path: str) -> str:
+    """The outermost unknown field on the way to `path` (what a message should name)."""
+    parts = path.split(".")
+    for i in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:i])
+        if obj.get(prefix) is UNKNOWN:
+            return prefix
+    return path
+
+
+def _container_env(container: Mapping[str, Any], at: str) -> tuple[dict[str, Setting], list[str]]:
+    """A container's env: the last entry of a name wins; `valueFrom` is unverifiable; an entry
+    whose name is unknown (or an unknown list) could be any variable."""
     env = container.get("env")
     if env is UNKNOWN:
-        return {}, f"{at}.env"
+        return {}, [f"{at}.env"]
     found: dict[str, Setting] = {}
+    unknowns: list[str] = []
     for i, entry in enumerate(as_list(env)):
+        if entry is UNKNOWN:
+            unknowns.append(f"{at}.env[{i}]")
+            continue
         if not isinstance(entry, Mapping):
             continue
-        name = as_str(entry.get("name"))
-        if not name:
+        name = entry.get("name")
+        if name is UNKNOWN:
+            unknowns.append(f"{at}.env[{i}].name")
+            continue
+        if not isinstance(name, str) or not name:
             continue
         if entry.get("valueFrom") is not None:
             found[name] = Setting(f"{at}.env[{i}]", UNKNOWN, indirect=True)
         else:
             found[name] = Setting(f"{at}.env[{i}].value", entry.get("value"))
-    return found, None
+    return found, unknowns
 
 
-def _is_istiod_deployment(obj: K8sObject) -> bool:
-    return obj.group_kind == DEPLOYMENT and (obj.name == "istiod" or obj.name.startswith("istiod-"))
+def _name_unknown(obj: K8sObject) -> bool:
+    meta = obj.body.get("metadata")
+    return meta is UNKNOWN or get(meta, "name") is UNKNOWN
+
+
+def _image(container: Mapping[str, Any]) -> str | None:
+    """The container's image; None when it is unknown."""
+    image = container.get("image")
+    return None if image is UNKNOWN else (as_str(image) or "")
+
+
+def _is_discovery(obj: K8sObject, container: Mapping[str, Any]) -> bool:
+    """istiod's container: named `discovery` in a Deployment named istiod[-rev]; with a name
+    unknown, an image that is (or may be) Istio's pilot decides."""
+    name, image = container.get("name"), _image(container)
+    pilot = image is None or "pilot" in image
+    istiod_named = obj.name == "istiod" or obj.name.startswith("istiod-")
+    if name is UNKNOWN:
+        return istiod_named or (_name_unknown(obj) and pilot)
+    if name != "discovery":
+        return False
+    return istiod_named or (_name_unknown(obj) and pilot)
 
 
 def istiod_sources(objs: Iterable[K8sObject]) -> Iterator[Istiod]:
     """Every place of the stack that configures istiod."""
     for obj in objs:
         if obj.group_kind == HELM_VALUES and get(obj.body, "chart") in ISTIOD_CHARTS:
-            settings, unknown = _values_env(obj, "values")
-            yield Istiod(obj, "values", settings, unknown)
+            settings, unknowns = _values_env(obj, "values")
+            yield Istiod(obj, "values", settings, tuple(unknowns))
         elif obj.group_kind == ISTIO_OPERATOR:
-            settings, unknown = _values_env(obj, "spec.values")
+            settings, unknowns = _values_env(obj, "spec.values")
             k8s_env = obj.get("spec.components.pilot.k8s.env")
             if k8s_env is UNKNOWN:
-                unknown = unknown or "spec.components.pilot.k8s.env"
-            extra, _ = _container_env({"env": k8s_env}, "spec.components.pilot.k8s")
-            yield Istiod(obj, "spec.values", {**settings, **extra}, unknown)
-        elif _is_istiod_deployment(obj):
+                unknowns.append(_first_unknown(obj, "spec.components.pilot.k8s.env"))
+                extra: dict[str, Setting] = {}
+            else:
+                extra, more = _container_env({"env": k8s_env}, "spec.components.pilot.k8s")
+                unknowns += more
+            yield Istiod(obj, "spec.values", {**settings, **extra}, tuple(unknowns))
+        elif obj.group_kind == DEPLOYMENT:
             for view in pods(obj):
                 for at, container in view.containers:
-                    if as_str(container.get("name")) == "discovery":
-                        settings, unknown = _container_env(container, at)
-                        yield Istiod(obj, "", settings, unknown, env_at=f"{at}.env")
+                    if not _is_discovery(obj, container):
+                        continue
+                    settings, unknowns = _container_env(container, at)
+                    if container.get("name") is UNKNOWN:
+                        unknowns.insert(0, f"{at}.name")
+                    elif _name_unknown(obj):
+                        unknowns.insert(0, "metadata.name")
+                    yield Istiod(obj, "", settings, tuple(unknowns), env_at=f"{at}.env")
 
 
 def ca_server_on(source: Istiod) -> bool | None:
     """Whether istiod's CA server runs (None: cannot tell)."""
+    if source.unknown_for("ENABLE_CA_SERVER"):
+        return None
     setting = source.env("ENABLE_CA_SERVER")
     if setting is None:
-        return None if source.unknown else True
-    if setting.value is UNKNOWN:
+        return True
+    if setting.indirect:
         return None
     return not go_false(setting.value)
 
@@ -258,7 +316,7 @@ class IstioCsr:
     obj: K8sObject
     hosts: frozenset[str] = frozenset()  # DNS names of its serving certificate (agents dial)
     port: int | None = None  # the Service port (None: any, when only the Deployment is seen)
-    issuer: Mapping[str, Any] = field(default_factory=dict)  # name, kind, group (or UNKNOWN)
+    issuer: Mapping[str, Any] = field(default_factory=dict)  # name, kind, group
     issuer_path: str = ""
     namespace: Any = ISTIOD_NAMESPACE  # where its CertificateRequests (and a namespaced Issuer) are
     runtime_issuer: str | None = None  # a ConfigMap that may replace the issuer at runtime
@@ -267,7 +325,8 @@ class IstioCsr:
     node_path: str = ""
     lifetime: Any = None  # the workload certificate lifetime cap (None: unset, the default)
     lifetime_path: str = ""
-    unknown: str | None = None  # a field whose unknown value hides all of the above
+    # Unknown fields any of the above may hide behind (each rule reports them: cannot verify).
+    unknowns: tuple[str, ...] = ()
 
     def serves(self, address: str) -> bool:
         host, _, port = address.rpartition(":")
@@ -281,10 +340,21 @@ class IstioCsr:
         return f"{host}:{self.port or ISTIO_CSR_DEFAULT_PORT}"
 
 
+# What of istio-csr's values the rules read (unknown anywhere in them: cannot verify).
+_CSR_VALUES: Final = (
+    "values.service.port",
+    "values.app.certmanager",
+    "values.app.runtimeConfiguration",
+    "values.app.runtimeIssuanceConfigMap",
+    "values.app.tls.certificateDNSNames",
+    "values.app.server.maxCertificateDuration",
+    "values.app.server.caTrustedNodeAccounts",
+)
+
+
 def _from_values(obj: K8sObject) -> IstioCsr:
-    values = obj.get("values")
-    if values is UNKNOWN:
-        return IstioCsr(obj, unknown="values")
+    unknowns = tuple(dict.fromkeys(u for path in _CSR_VALUES for u in obj.unknown(path)))
+    values = as_map(obj.get("values"))
     app = as_map(get(values, "app"))
     names = get(app, "tls.certificateDNSNames")
     port = get(values, "service.port")
@@ -293,10 +363,8 @@ def _from_values(obj: K8sObject) -> IstioCsr:
     runtime_path = "values.app.runtimeConfiguration.name"
     runtime = as_str(get(app, "runtimeConfiguration.name"))
     if not runtime and as_str(app.get("runtimeIssuanceConfigMap")):
-        runtime, runtime_path = (
-            as_str(app.get("runtimeIssuanceConfigMap")),
-            ("values.app.runtimeIssuanceConfigMap"),
-        )
+        runtime = as_str(app.get("runtimeIssuanceConfigMap"))
+        runtime_path = "values.app.runtimeIssuanceConfigMap"
     if as_bool(get(app, "runtimeConfiguration.create")) is True:
         # The chart creates the ConfigMap from these values; istio-csr follows it rather than
         # the default issuer, and whoever edits it later picks the mesh CA.
@@ -317,6 +385,7 @@ def _from_values(obj: K8sObject) -> IstioCsr:
         node_path="values.app.server.caTrustedNodeAccounts",
         lifetime=get(app, "server.maxCertificateDuration"),
         lifetime_path="values.app.server.maxCertificateDuration",
+        unknowns=unknowns,
     )
 
 
@@ -332,14 +401,28 @@ def _args(container: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
+def _is_istio_csr(obj: K8sObject, container: Mapping[str, Any]) -> bool:
+    image = _image(container)
+    if image is not None:
+        return ISTIO_CSR_IMAGE in image
+    # Image unknown until apply: the workload's own name or app label still says what it is.
+    return "istio-csr" in obj.name or "istio-csr" in obj.labels.get("app", "")
+
+
 def _from_deployment(obj: K8sObject) -> Iterator[IstioCsr]:
     for view in pods(obj):
         for at, container in view.containers:
-            if ISTIO_CSR_IMAGE not in (as_str(container.get("image")) or ""):
+            if not _is_istio_csr(obj, container):
                 continue
-            if container.get("args") is UNKNOWN:
-                yield IstioCsr(obj, unknown=f"{at}.args")
-                continue
+            unknowns = [f"{at}.image"] if container.get("image") is UNKNOWN else []
+            for key in ("command", "args"):
+                value = container.get(key)
+                if value is UNKNOWN:
+                    unknowns.append(f"{at}.{key}")
+                else:
+                    unknowns += [
+                        f"{at}.{key}[{i}]" for i, v in enumerate(as_list(value)) if v is UNKNOWN
+                    ]
             args = _args(container)
             names = [n for n in args.get("serving-certificate-dns-names", "").split(",") if n]
             yield IstioCsr(
@@ -358,6 +441,7 @@ def _from_deployment(obj: K8sObject) -> Iterator[IstioCsr]:
                 node_path=f"{at}.args",
                 lifetime=args.get("max-client-certificate-duration"),
                 lifetime_path=f"{at}.args",
+                unknowns=tuple(unknowns),
             )
 
 
@@ -374,6 +458,12 @@ def istio_csrs(objs: Iterable[K8sObject]) -> list[IstioCsr]:
     return [csr for obj in objs for csr in _csr_of(obj)]
 
 
+def _csr_unknowns(csrs: Sequence[IstioCsr]) -> Iterator[Finding]:
+    for csr in csrs:
+        for where in csr.unknowns:
+            yield unknown_finding(csr.obj, where)
+
+
 # --- 1. istiod's CA off --------------------------------------------------------------------------
 
 
@@ -384,10 +474,10 @@ def _istiod_ca_off(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]
     who = csrs[0].obj.ref
     for source in istiod_sources(objs):
         obj = source.obj
+        for where in source.unknown_for("ENABLE_CA_SERVER"):
+            yield unknown_finding(obj, where)
         setting = source.env("ENABLE_CA_SERVER")
-        if setting is None and source.unknown:
-            yield unknown_finding(obj, source.unknown)
-        elif setting is None:
+        if setting is None and not source.unknowns:
             yield finding(
                 obj,
                 source.field("env.ENABLE_CA_SERVER"),
@@ -396,7 +486,7 @@ def _istiod_ca_off(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]
                 "mesh CA issues for",
                 'set ENABLE_CA_SERVER: "false" in istiod\'s env',
             )
-        elif setting.indirect:
+        elif setting is not None and setting.indirect:
             yield finding(
                 obj,
                 setting.path,
@@ -404,9 +494,7 @@ def _istiod_ca_off(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]
                 "object can turn istiod's CA back on, unseen by this stack",
                 'set ENABLE_CA_SERVER: "false" as a literal value',
             )
-        elif setting.value is UNKNOWN:
-            yield unknown_finding(obj, setting.path)
-        elif not go_false(setting.value):
+        elif setting is not None and setting.value is not UNKNOWN and not go_false(setting.value):
             yield finding(
                 obj,
                 setting.path,
@@ -416,7 +504,9 @@ def _istiod_ca_off(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]
                 'set it to "false"',
             )
         bundle = source.env("ENABLE_CLUSTER_TRUST_BUNDLE_API")
-        if bundle is not None and bundle.value is not UNKNOWN and not go_false(bundle.value):
+        if bundle is not None and bundle.value is UNKNOWN and not bundle.indirect:
+            yield unknown_finding(obj, bundle.path)
+        elif bundle is not None and (bundle.indirect or not go_false(bundle.value)):
             yield finding(
                 obj,
                 bundle.path,
@@ -435,9 +525,11 @@ def _ca_address_findings(
     if not source.values_path:
         return
     obj = source.obj
+    for where in obj.unknown(source.field("global.caAddress")):
+        yield unknown_finding(obj, where)
     address = source.value("global.caAddress")
     if address is UNKNOWN:
-        yield unknown_finding(obj, source.field("global.caAddress"))
+        pass
     elif not isinstance(address, str) or not address:
         yield finding(
             obj,
@@ -462,7 +554,8 @@ def _ca_address_findings(
     ):
         value = source.value(key)
         if value is UNKNOWN:
-            yield unknown_finding(obj, source.field(key))
+            if source.value("global") is not UNKNOWN:  # reported above already
+                yield unknown_finding(obj, source.field(key))
         elif isinstance(value, str) and value and value != DEFAULT_ROOT_CONFIGMAP:
             yield finding(obj, source.field(key), f"is {value!r}: {why}", "remove it")
 
@@ -471,8 +564,11 @@ def _proxy_config_findings(
     obj: K8sObject, path: str, config: Mapping[str, Any], csrs: Sequence[IstioCsr], wanted: str
 ) -> Iterator[Finding]:
     """A ProxyConfig (mesh `defaultConfig` or a pod's annotation) that redirects or widens."""
+    metadata = config.get("proxyMetadata")
     address = get(config, "proxyMetadata.CA_ADDR")
-    if address is UNKNOWN:
+    if metadata is UNKNOWN:
+        yield unknown_finding(obj, obj.field(f"{path}.proxyMetadata"))
+    elif address is UNKNOWN:
         yield unknown_finding(obj, obj.field(f"{path}.proxyMetadata.CA_ADDR"))
     elif isinstance(address, str) and not any(c.serves(address) for c in csrs):
         yield finding(
@@ -494,14 +590,41 @@ def _proxy_config_findings(
         )
 
 
+def _mesh_config_findings(
+    obj: K8sObject, csrs: Sequence[IstioCsr], wanted: str
+) -> Iterator[Finding]:
+    if obj.whole_unknown:
+        yield unknown_finding(obj, obj.field(""))
+        return
+    for where in obj.unknown("ca") + obj.unknown("caCertificates"):
+        yield unknown_finding(obj, where)
+    if obj.get("ca") not in (None, UNKNOWN) and obj.get("ca"):
+        yield finding(
+            obj, "ca", "istiod would forward workload CSRs to another CA", "remove meshConfig.ca"
+        )
+    anchors = obj.get("caCertificates")
+    if anchors is not UNKNOWN and as_list(anchors):
+        yield finding(
+            obj,
+            "caCertificates",
+            "adds trust anchors next to the mesh CA's roots: their certificates would be "
+            "accepted as mesh identities",
+            "remove it; trusted roots belong in istio-csr's trust bundle",
+        )
+    default = obj.get("defaultConfig")
+    if default is UNKNOWN:
+        yield unknown_finding(obj, obj.field("defaultConfig"))
+    else:
+        yield from _proxy_config_findings(obj, "defaultConfig", as_map(default), csrs, wanted)
+
+
 def _workloads_use_istio_csr(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
     csrs = istio_csrs(objs)
     if not csrs:
         return
     wanted = csrs[0].address
+    yield from _csr_unknowns(csrs)
     for csr in csrs:
-        if csr.unknown:
-            yield unknown_finding(csr.obj, csr.unknown)
         if csr.runtime_issuer:
             yield finding(
                 csr.obj,
@@ -511,9 +634,9 @@ def _workloads_use_istio_csr(objs: Sequence[K8sObject], ctx: Context) -> Iterabl
                 "use app.certmanager.issuer and leave app.runtimeConfiguration unset",
             )
         accounts = csr.node_accounts
-        if accounts is UNKNOWN:
-            yield unknown_finding(csr.obj, csr.node_path)
-        elif (isinstance(accounts, str) and accounts.strip()) or str_list(accounts):
+        if accounts is not UNKNOWN and (
+            (isinstance(accounts, str) and accounts.strip()) or str_list(accounts)
+        ):
             yield finding(
                 csr.obj,
                 csr.node_path,
@@ -525,42 +648,12 @@ def _workloads_use_istio_csr(objs: Sequence[K8sObject], ctx: Context) -> Iterabl
         yield from _ca_address_findings(source, csrs, wanted)
     for obj in objs:
         if obj.group_kind == MESH_CONFIG:
-            if obj.whole_unknown:
-                yield unknown_finding(obj, obj.field(""))
-                continue
-            ca = obj.get("ca")
-            if ca is UNKNOWN:
-                yield unknown_finding(obj, obj.field("ca"))
-            elif ca:
-                yield finding(
-                    obj,
-                    "ca",
-                    "istiod would forward workload CSRs to another CA",
-                    "remove meshConfig.ca",
-                )
-            anchors = obj.get("caCertificates")
-            if anchors is UNKNOWN:
-                yield unknown_finding(obj, obj.field("caCertificates"))
-            elif as_list(anchors):
-                yield finding(
-                    obj,
-                    "caCertificates",
-                    "adds trust anchors next to the mesh CA's roots: their certificates would "
-                    "be accepted as mesh identities",
-                    "remove it; trusted roots belong in istio-csr's trust bundle",
-                )
-            default = obj.get("defaultConfig")
-            if default is UNKNOWN:
-                yield unknown_finding(obj, obj.field("defaultConfig"))
-            else:
-                yield from _proxy_config_findings(
-                    obj, "defaultConfig", as_map(default), csrs, wanted
-                )
+            yield from _mesh_config_findings(obj, csrs, wanted)
         elif obj.group_kind == PROXY_CONFIG:
+            for where in obj.unknown("spec.environmentVariables"):
+                yield unknown_finding(obj, where)
             address = get(obj.spec, "environmentVariables.CA_ADDR")
-            if address is UNKNOWN:
-                yield unknown_finding(obj, "spec.environmentVariables.CA_ADDR")
-            elif isinstance(address, str) and not any(c.serves(address) for c in csrs):
+            if isinstance(address, str) and not any(c.serves(address) for c in csrs):
                 yield finding(
                     obj,
                     "spec.environmentVariables.CA_ADDR",
@@ -571,8 +664,23 @@ def _workloads_use_istio_csr(objs: Sequence[K8sObject], ctx: Context) -> Iterabl
             yield from _pod_findings(obj, csrs, wanted)
 
 
+def _annotation_unknowns(obj: K8sObject, meta_path: str) -> list[str]:
+    """Unknowns that may hide a pod's proxy config annotation (the path's key has dots)."""
+    owner = obj.get(meta_path)
+    if owner is UNKNOWN:
+        return [meta_path]
+    annotations = get(owner, "annotations")
+    if annotations is UNKNOWN:
+        return [f"{meta_path}.annotations"]
+    if as_map(annotations).get(PROXY_CONFIG_ANNOTATION) is UNKNOWN:
+        return [f"{meta_path}.annotations.{PROXY_CONFIG_ANNOTATION}"]
+    return []
+
+
 def _pod_findings(obj: K8sObject, csrs: Sequence[IstioCsr], wanted: str) -> Iterator[Finding]:
     for view in pods(obj):
+        for where in _annotation_unknowns(obj, view.meta_path):
+            yield unknown_finding(obj, where)
         raw = view.annotations.get(PROXY_CONFIG_ANNOTATION)
         path = f"{view.meta_path}.annotations.{PROXY_CONFIG_ANNOTATION}"
         if raw is not None:
@@ -587,12 +695,18 @@ def _pod_findings(obj: K8sObject, csrs: Sequence[IstioCsr], wanted: str) -> Iter
             else:
                 yield from _proxy_config_findings(obj, path, parsed, csrs, wanted)
         for at, container in view.containers:
-            if as_str(container.get("name")) != "istio-proxy":
+            name = container.get("name")
+            if name is UNKNOWN:
+                image = _image(container)
+                if image is None or "proxyv2" in image:
+                    yield unknown_finding(obj, f"{at}.name")
                 continue
-            env, unknown = _container_env(container, at)
+            if name != "istio-proxy":
+                continue
+            env, unknowns = _container_env(container, at)
+            for where in unknowns:
+                yield unknown_finding(obj, where)
             setting = env.get("CA_ADDR")
-            if unknown:
-                yield unknown_finding(obj, unknown)
             if setting is None:
                 continue
             if setting.value is UNKNOWN and not setting.indirect:
@@ -629,27 +743,45 @@ class Verdict:
     obj: K8sObject | None = None
 
 
+def _identity_unknown(obj: K8sObject) -> str | None:
+    """The metadata field that hides which object this is, if any."""
+    meta = obj.body.get("metadata")
+    if meta is UNKNOWN:
+        return "metadata"
+    for key in ("name", "namespace"):
+        if get(meta, key) is UNKNOWN:
+            return f"metadata.{key}"
+    return None
+
+
 def _find(
     objs: Sequence[K8sObject], group_kind: tuple[str, str], name: str, namespace: str | None
-) -> K8sObject | None:
+) -> K8sObject | Verdict | None:
+    """The object of `group_kind` named `name` (in `namespace`); a Verdict "unknown" when an
+    object of that kind whose name or namespace is unknown could be it."""
     for obj in objs:
-        if obj.group_kind != group_kind or obj.name != name:
+        if obj.group_kind != group_kind:
             continue
-        if namespace is None or obj.namespace == namespace:
+        hidden = _identity_unknown(obj)
+        if hidden is not None:
+            return Verdict("unknown", hidden, obj)
+        if obj.name == name and (namespace is None or obj.namespace == namespace):
             return obj
     return None
 
 
 def _issuer_root(
     objs: Sequence[K8sObject],
-    ref: Mapping[str, Any],
+    ref: Any,
     namespace: Any,
     ctx: Context,
     seen: tuple[str, ...] = (),
 ) -> Verdict:
     """Follow an issuerRef up to what it chains to, through objects of this stack."""
-    name, kind, group = ref.get("name"), ref.get("kind"), ref.get("group")
-    if UNKNOWN in (name, kind, group, namespace):
+    if ref is UNKNOWN or namespace is UNKNOWN:
+        return Verdict("unknown", "issuerRef")
+    name, kind, group = (get(ref, key) for key in ("name", "kind", "group"))
+    if UNKNOWN in (name, kind, group):
         return Verdict("unknown", "issuerRef")
     if group not in (None, "", CERT_MANAGER):
         return Verdict("external")  # an external issuer (Vault, AWS PCA, ...) signs
@@ -657,24 +789,22 @@ def _issuer_root(
     if kind not in ("Issuer", "ClusterIssuer") or not isinstance(name, str):
         return Verdict("external")
     cluster = kind == "ClusterIssuer"
-    issuer = _find(
-        objs,
-        CLUSTER_ISSUER if cluster else ISSUER,
-        name,
-        None if cluster else as_str(namespace),
-    )
     step = f"{kind} {name}"
     chain = (*seen, step)
-    if issuer is None or len(chain) > _MAX_CHAIN:
-        return Verdict("external")  # defined outside this stack: the platform team's
+    found = _find(
+        objs, CLUSTER_ISSUER if cluster else ISSUER, name, None if cluster else as_str(namespace)
+    )
+    if isinstance(found, Verdict) or found is None or len(chain) > _MAX_CHAIN:
+        # Not in this stack: the platform team's issuer, its root theirs.
+        return found if isinstance(found, Verdict) else Verdict("external")
+    issuer = found
+    hidden = issuer.unknown("spec")
+    if hidden:
+        return Verdict("unknown", hidden[0], issuer)
     spec = issuer.spec
-    if issuer.body.get("spec") is UNKNOWN:
-        return Verdict("unknown", "spec", issuer)
     if "selfSigned" in spec:
         return Verdict("self-signed", " -> ".join(chain), issuer)
     secret = get(spec, "ca.secretName")
-    if secret is UNKNOWN:
-        return Verdict("unknown", "spec.ca.secretName", issuer)
     if not isinstance(secret, str):
         return Verdict("external")
     secret_ns = (
@@ -683,37 +813,39 @@ def _issuer_root(
         else issuer.namespace
     )
     for cert in objs:
-        if cert.group_kind != CERTIFICATE or cert.namespace != secret_ns:
+        if cert.group_kind != CERTIFICATE:
             continue
-        secret_name = cert.get("spec.secretName")
-        if secret_name is UNKNOWN:
-            return Verdict("unknown", "spec.secretName", cert)
-        if secret_name != secret:
+        hidden_at = _identity_unknown(cert) or next(
+            iter(cert.unknown("spec.secretName") + cert.unknown("spec.issuerRef")), None
+        )
+        if hidden_at is not None:
+            return Verdict("unknown", hidden_at, cert)
+        if cert.namespace != secret_ns or cert.get("spec.secretName") != secret:
             continue
-        issuer_ref = cert.get("spec.issuerRef")
-        if issuer_ref is UNKNOWN:
-            return Verdict("unknown", "spec.issuerRef", cert)
         return _issuer_root(
             objs,
-            as_map(issuer_ref),
+            cert.get("spec.issuerRef"),
             cert.namespace,
             ctx,
             (*chain, f"Certificate {cert.namespace}/{cert.name}"),
         )
-    return Verdict("external")  # a CA Secret brought in from outside the cluster
+    return Verdict("external")  # a CA Secret brought in from outside: your PKI's
+
+
+def _stack_name(objs: Sequence[K8sObject]) -> str:
+    return next((s for s in (_stack_of(o.urn) for o in objs) if s), "")
 
 
 def _self_signed_root(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
-    stack = next((s for s in (_stack_of(o.urn) for o in objs) if s), "")
+    stack = _stack_name(objs)
     exempt, why = _exemption(stack, ctx)
     if exempt:
         return
     note = f" ({why})" if why else ""
+    named = stack or "<unnamed>"
     csrs = istio_csrs(objs)
+    yield from _csr_unknowns(csrs)
     for csr in csrs:
-        if csr.unknown:
-            yield unknown_finding(csr.obj, csr.unknown)
-            continue
         verdict = _issuer_root(objs, csr.issuer, csr.namespace, ctx)
         if verdict.kind == "unknown":
             yield unknown_finding(verdict.obj or csr.obj, verdict.path or csr.issuer_path)
@@ -722,33 +854,41 @@ def _self_signed_root(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Findi
                 csr.obj,
                 csr.issuer_path,
                 f"workload certificates chain to a root minted in the cluster by a self-signed "
-                f"issuer ({verdict.path}) in stack {stack or '<unnamed>'}{note}: its key lives "
-                "in a Secret, nobody outside the cluster vouches for it, and it cannot be "
-                "rotated without an outage",
+                f"issuer ({verdict.path}) in stack {named}{note}: its key lives in a Secret, "
+                "nobody outside the cluster vouches for it, and it cannot be rotated without an "
+                "outage",
                 "sign with your PKI (an issuer you run, or a CA Secret holding an intermediate "
                 "of your root) and trust its root explicitly (app.tls.rootCAFile), or exempt "
                 "this stack with a reason (exemptStacks)",
             )
     if csrs:
         return
-    sources = list(istiod_sources(objs))
-    on = [s for s in sources if ca_server_on(s) is not False]
+    on = [s for s in istiod_sources(objs) if ca_server_on(s) is not False]
     if not on:
         return
-    plugged = [
-        o
-        for o in objs
-        if (o.group_kind == SECRET and o.name == "cacerts")
-        or (o.group_kind == CERTIFICATE and o.get("spec.secretName") == "cacerts")
-    ]
+    plugged: list[K8sObject] = []
+    for obj in objs:
+        if obj.group_kind not in (SECRET, CERTIFICATE):
+            continue
+        hidden = _identity_unknown(obj) or (
+            "spec.secretName" if obj.get("spec.secretName") is UNKNOWN else None
+        )
+        if hidden is not None:
+            yield unknown_finding(obj, hidden)  # could be istiod's plugged-in CA
+        elif (
+            obj.name == "cacerts"
+            if obj.group_kind == SECRET
+            else (obj.get("spec.secretName") == "cacerts")
+        ):
+            plugged.append(obj)
     for cert in (o for o in plugged if o.group_kind == CERTIFICATE):
-        verdict = _issuer_root(objs, as_map(cert.get("spec.issuerRef")), cert.namespace, ctx)
+        verdict = _issuer_root(objs, cert.get("spec.issuerRef"), cert.namespace, ctx)
         if verdict.kind == "self-signed":
             yield finding(
                 cert,
                 "spec.issuerRef",
                 f"istiod's plugged-in CA (cacerts) chains to a self-signed root ({verdict.path}) "
-                f"in stack {stack or '<unnamed>'}{note}",
+                f"in stack {named}{note}",
                 "issue cacerts from your PKI, or exempt this stack with a reason (exemptStacks)",
             )
         elif verdict.kind == "unknown":
@@ -756,16 +896,18 @@ def _self_signed_root(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Findi
     if plugged:
         return
     for source in on:
-        if ca_server_on(source) is None:
-            setting = source.env("ENABLE_CA_SERVER")
-            yield unknown_finding(source.obj, setting.path if setting else source.unknown or "")
+        unknowns = source.unknown_for("ENABLE_CA_SERVER")
+        setting = source.env("ENABLE_CA_SERVER")
+        if unknowns or (setting is not None and setting.indirect):
+            for where in unknowns or [setting.path if setting else source.env_at]:
+                yield unknown_finding(source.obj, where)
             continue
         yield finding(
             source.obj,
             source.field("env.ENABLE_CA_SERVER"),
             f"istiod signs workload certificates with its own self-signed root in stack "
-            f"{stack or '<unnamed>'}{note}, and no plugged-in CA (Secret istio-system/cacerts) "
-            "is part of the stack",
+            f"{named}{note}, and no plugged-in CA (Secret istio-system/cacerts) is part of the "
+            "stack",
             "make cert-manager the mesh CA with your PKI (aimesh: meshCa cert-manager, "
             "meshCaIssuer existing), plug your CA in as cacerts, or exempt this stack with a "
             "reason (exemptStacks)",
@@ -818,8 +960,9 @@ def _lifetime_finding(
 
 def _lifetime(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
     for csr in _csr_of(obj):
-        if csr.unknown:
-            yield unknown_finding(obj, csr.unknown)
+        for where in csr.unknowns:
+            yield unknown_finding(obj, where)
+        if csr.lifetime is UNKNOWN:
             continue
         yield from _lifetime_finding(
             obj,
@@ -833,10 +976,11 @@ def _lifetime(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
         on = ca_server_on(source)
         if on is False:
             continue
-        if on is None:
-            setting = source.env("ENABLE_CA_SERVER")
-            yield unknown_finding(obj, setting.path if setting else source.unknown or "")
-            continue
+        unknowns = source.unknown_for("ENABLE_CA_SERVER") + source.unknown_for(
+            "MAX_WORKLOAD_CERT_TTL"
+        )
+        for where in dict.fromkeys(unknowns):
+            yield unknown_finding(obj, where)
         setting = source.env("MAX_WORKLOAD_CERT_TTL")
         if setting is not None and setting.indirect:
             yield finding(
@@ -846,6 +990,8 @@ def _lifetime(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
                 "workload certificate lifetime can change unseen by this stack",
                 "set it as a literal value",
             )
+            continue
+        if unknowns and (setting is None or setting.value is UNKNOWN):
             continue
         yield from _lifetime_finding(
             obj,

@@ -304,10 +304,19 @@ def test_prod_as_shipped_stops_before_any_resource_with_one_fix_per_missing_valu
         assert f"pulumi config set --stack prod --secret --path 'aimesh:{key}'\n" in (
             message + "\n"
         )
+    assert "  - aimesh:meshCaCertificate: required value is not set" in message
+    assert "pulumi config set --stack prod 'aimesh:meshCaCertificate' < " in message
+    assert "  - aimesh:meshCaKey: required secret is not set" in message
+    assert "pulumi config set --stack prod --secret 'aimesh:meshCaKey' < " in message
     assert "  - aimesh:meshTrustRoots[0]: required value is not set" in message
     assert "pulumi config set --stack prod --path 'aimesh:meshTrustRoots[0].pem' < " in message
-    assert message.count("\n  - aimesh:") == 4, "one error per missing key"
-    assert "Pulumi.prod.yaml lacks 4 required value(s)" in message
+    assert message.count("\n  - aimesh:") == 6, "one error per missing key"
+    assert "Pulumi.prod.yaml lacks 6 required value(s)" in message
     # With the values set (here: stand-ins), the same stack evaluates.
     _, _, missing = offline.stack_inputs("prod")
-    assert [m.key for m in missing] == [*secrets, "meshTrustRoots[0]"]
+    assert [m.key for m in missing] == [
+        *secrets,
+        "meshCaCertificate",
+        "meshCaKey",
+        "meshTrustRoots[0]",
+    ]
