@@ -260,8 +260,9 @@ def stand_ins_for(
     each missing value with its fix."""
     filled: dict[str, Any] = json.loads(json.dumps(dict(values)))
     keys = {item.key for item in missing}
-    root_pem, intermediate_pem = _throwaway_pki()
+    intermediate_pem = ""
     if "meshCaCertificate" in keys or "meshTrustRoots[0]" in keys:
+        root_pem, intermediate_pem = _throwaway_pki()
         roots = filled.setdefault(f"{PROJECT}:meshTrustRoots", [])
         roots.append({"name": STAND_IN, "pem": root_pem})
     for item in missing:

@@ -72,8 +72,9 @@ def issuer_ref(settings: Settings) -> dict[str, str]:
     return {"name": CA_ISSUER, "kind": "ClusterIssuer", "group": GROUP}
 
 
-def _private_key(settings: Settings) -> dict[str, Any]:
-    # rotationPolicy Always: a renewed certificate never reuses the old key.
+def private_key(settings: Settings) -> dict[str, Any]:
+    """The private key of every Certificate aimesh requests: the configured algorithm and size,
+    and rotationPolicy Always, so a renewed certificate never reuses the old key."""
     return {
         "algorithm": settings.cert_key_algorithm,
         "size": settings.cert_key_size,
@@ -140,7 +141,7 @@ def issuer_chain(settings: Settings) -> list[dict[str, Any]]:
                 # One year, renewed a month ahead; dev clusters rarely live that long.
                 "duration": "8760h",
                 "renewBefore": "720h",
-                "privateKey": _private_key(settings),
+                "privateKey": private_key(settings),
                 "issuerRef": {"name": SELF_SIGNED_ISSUER, "kind": "ClusterIssuer", "group": GROUP},
             },
         },

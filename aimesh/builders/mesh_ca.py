@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from aimesh import versions
-from aimesh.builders.cert_manager import API_VERSION, GROUP, WAIT_FOR_READY
+from aimesh.builders.cert_manager import API_VERSION, GROUP, WAIT_FOR_READY, private_key
 from aimesh.builders.common import metadata
 from aimesh.namespaces import CERT_MANAGER_NAMESPACE, ISTIO_NAMESPACE
 from aimesh.settings import Settings
@@ -88,14 +88,6 @@ def issuer_ref(settings: Settings) -> dict[str, str]:
     return {"name": CA_ISSUER, "kind": "Issuer", "group": GROUP}
 
 
-def _private_key(settings: Settings) -> dict[str, Any]:
-    return {
-        "algorithm": settings.cert_key_algorithm,
-        "size": settings.cert_key_size,
-        "rotationPolicy": "Always",
-    }
-
-
 def issuer_chain(settings: Settings) -> list[dict[str, Any]]:
     """The cert-manager objects behind `issuer_ref`, in dependency order (none for an issuer the
     platform team runs)."""
@@ -129,7 +121,7 @@ def issuer_chain(settings: Settings) -> list[dict[str, Any]]:
                 "subject": {"organizations": ["aimesh", settings.trust_domain]},
                 "secretName": ROOT_CERTIFICATE,
                 "duration": ROOT_DURATION,
-                "privateKey": _private_key(settings),
+                "privateKey": private_key(settings),
                 "issuerRef": {"name": SELF_SIGNED_ISSUER, "kind": "Issuer", "group": GROUP},
             },
         },
@@ -204,7 +196,7 @@ def istiod_certificate(settings: Settings) -> dict[str, Any] | None:
             # istio-csr's default (NIST SP 800-204A); cert-manager's floor is one hour.
             "duration": "1h",
             "renewBefore": "30m",
-            "privateKey": _private_key(settings),
+            "privateKey": private_key(settings),
             "revisionHistoryLimit": 1,
             "issuerRef": issuer_ref(settings),
         },
