@@ -667,6 +667,12 @@ class Settings(_Model):
                 "oci:// registry (charts are never fetched over plain http)"
             )
         _unique("bringYourOwn", list(self.bring_your_own), "entry")
+        if self.mesh_ca == "cert-manager" and "istio" in self.bring_your_own:
+            raise ValueError(
+                "meshCa: 'cert-manager' configures istiod (its CA off, istio-csr as caAddress), "
+                "but bringYourOwn lists 'istio', so aimesh installs no istiod; point your own "
+                "istiod at istio-csr and set meshCa: istiod, or remove 'istio' from bringYourOwn"
+            )
         seen: dict[tuple[str, str, str, str], int] = {}
         for index, obj in enumerate(self.extra_objects):
             meta = obj.get("metadata")

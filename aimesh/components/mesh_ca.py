@@ -92,7 +92,7 @@ class MeshCA(pulumi.ComponentResource):
         csr = install(
             f"{name}-istio-csr",
             chart_spec(settings),
-            render=settings.cluster_mode == "render",
+            settings=settings,
             opts=child(chain, bundle),
         )
         istiod_cert = builders.istiod_certificate(settings)

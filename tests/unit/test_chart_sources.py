@@ -85,6 +85,7 @@ def test_mirror_serves_every_chart_under_its_name(mirror: str, expected: ChartLo
         ({"chartSource": "mirror", "chartMirror": "http://plain.example"}, "aimesh:chartMirror"),
         ({"bringYourOwn": ["istio", "istio"]}, "aimesh:bringYourOwn[1]"),
         ({"bringYourOwn": ["linkerd"]}, "aimesh:bringYourOwn[0]"),
+        ({"bringYourOwn": ["istio"], "meshCa": "cert-manager"}, "aimesh:meshCa"),
         (
             {"extraObjects": [{"kind": "ConfigMap", "metadata": {"name": "x"}}]},
             "aimesh:extraObjects[0].apiVersion",
