@@ -13,7 +13,7 @@ export PULUMI_CONFIG_PASSPHRASE ?=
 # The policy pack's config (exemptions, model-namespace selection): the same file in CI.
 export POLICY_PACK_CONFIG ?= policy-pack/policy-config.json
 
-.PHONY: help ensure prereqs descriptors up down preview check test e2e e2e-toolchain lint format docs bench clean
+.PHONY: help ensure schemas prereqs descriptors up down preview check test e2e e2e-toolchain lint format docs bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,6 +25,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt policy-pack/requiremen
 	touch $@
 
 ensure: $(VENV)/.installed  ## create .venv and install the pinned dependencies
+
+# The strict schema checks need the upstream CRDs and chart values of the pinned versions
+# (tools/upstream-files.toml): copied from a mirror (../shared/upstream, $$AIMESH_UPSTREAM_MIRROR)
+# or downloaded, sha256-checked. Without them `make test` stops here and says what to do.
+schemas: ensure  ## fill .cache/upstream with the pinned upstream schemas (mirror or download)
+	$(PY) -m tools.upstream
 
 prereqs:  ## check the tools `make up` needs and say how to get the missing ones
 	@$(PYTHON) tools/prereqs.py
@@ -82,7 +88,7 @@ check: ensure  ## offline: evaluate stack $(STACK), send it through the policy p
 	$(descriptors_if_go)
 	$(PY) -m tools.check --stack $(STACK)
 
-test: ensure  ## everything offline: unit, components, programs per stack, schemas, policy pack
+test: ensure schemas  ## everything offline: unit, components, programs per stack, schemas, policy pack
 	$(descriptors_if_go)
 	$(PY) -m pytest -n 2 -q
 
@@ -115,4 +121,4 @@ bench: ensure  ## program evaluation and policy-pack throughput figures
 	$(PY) benchmarks/policy_pack.py
 
 clean:  ## remove the virtualenv and caches (not the stack state)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache

@@ -1,15 +1,16 @@
-"""Shared fixtures: the offline program evaluation, the upstream reference data and the
+"""Shared fixtures: the offline program evaluation, the upstream schema cache and the
 Envoy/Istio API descriptor set."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aimesh_policies import descriptors
 
-from tools import offline, schemas
+from tools import offline, schemas, upstream
 
 GO_ABSENT = (
     "Go is not installed, so the Envoy/Istio API descriptor set cannot be built "
@@ -19,11 +20,46 @@ GO_ABSENT = (
 
 @pytest.fixture(scope="session")
 def upstream_available() -> None:
-    """Skip (never pass) a check whose reference data is absent."""
+    """A check that needs the upstream schemas FAILS without them, naming the command that
+    fetches them; it skips only when the developer opted out (AIMESH_ALLOW_MISSING_SCHEMAS=1)."""
     try:
-        schemas.upstream()
+        schemas.require_upstream()
+        return
     except schemas.UpstreamMissingError as exc:
-        pytest.skip(str(exc))
+        missing = str(exc)
+    if upstream.missing_allowed():
+        pytest.skip(f"{upstream.ALLOW_MISSING_ENV}=1: {missing}")
+    pytest.fail(missing, pytrace=False)
+
+
+def _schema_status() -> tuple[bool, str]:
+    problems = upstream.cache_problems()
+    if not problems:
+        return True, f"{len(upstream.pinned())} pinned files in {upstream.CACHE}, sha256 verified"
+    return False, upstream.missing_message(problems)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    complete, status = _schema_status()
+    return f"upstream schemas: {status}" if complete else f"upstream schemas: INCOMPLETE: {status}"
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say loudly, at the end, when the strict schema checks did not run."""
+    complete, status = _schema_status()
+    if complete:
+        return
+    if upstream.missing_allowed():
+        terminalreporter.write_sep(
+            "!",
+            f"schema checks SKIPPED ({upstream.ALLOW_MISSING_ENV}=1): run "
+            f"`{upstream.FILL_COMMAND}` to run them",
+            yellow=True,
+            bold=True,
+        )
+    else:
+        terminalreporter.write_sep("!", "schema checks FAILED: no upstream schemas", red=True)
+    terminalreporter.write_line(status)
 
 
 _EVALUATIONS: dict[str, offline.Evaluation] = {}

@@ -1,7 +1,10 @@
 """Strict conformance checks against the upstream reference data of the pinned versions.
 
-`../shared/upstream` (beside the project; CI has it too) holds the CRDs and chart values of
-exactly the versions in versions.py. It is read from there, never copied into the repository.
+`.cache/upstream` holds the CRDs and chart values of exactly the versions in versions.py, each
+pinned by URL and sha256 in tools/upstream-files.toml and put there by `make schemas`
+(tools/upstream.py: from a mirror such as ../shared/upstream, or the pinned URLs). They are never
+committed to the repository. Without them every check here raises UpstreamMissingError naming
+the command to run: the tests fail rather than silently skip (tests/conftest.py).
 
 - Custom resources are validated against their CRD's openAPIV3Schema made STRICT: an object
   schema that lists properties gets `additionalProperties: false` (unless it preserves unknown
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -27,25 +29,43 @@ import yaml
 
 from aimesh.builders.common import deep_merge
 from aimesh.versions import KUBERNETES_SCHEMA_VERSION
-
-UPSTREAM = Path(
-    os.environ.get(
-        "AIMESH_UPSTREAM", Path(__file__).resolve().parent.parent.parent / "shared" / "upstream"
-    )
-)
+from tools import upstream as upstream_files
 
 
 class UpstreamMissingError(RuntimeError):
-    """The reference data is not beside the project; checks that need it must skip, not pass."""
+    """The schema cache is incomplete; the message names the command that fills it."""
 
 
-def upstream(*parts: str) -> Path:
-    path = UPSTREAM.joinpath(*parts)
-    if not path.exists():
-        raise UpstreamMissingError(
-            f"upstream reference data not found: {path} (set AIMESH_UPSTREAM)"
-        )
-    return path
+@cache
+def _cache_problems() -> tuple[str, ...]:
+    return tuple(upstream_files.cache_problems())
+
+
+def require_upstream() -> None:
+    """Raise UpstreamMissingError unless every pinned file is in the cache, sha256 intact
+    (checked once per process)."""
+    problems = _cache_problems()
+    if problems:
+        raise UpstreamMissingError(upstream_files.missing_message(problems))
+
+
+def upstream_paths(prefix: str) -> list[Path]:
+    """The cached files at `prefix` (one file, or every pinned file below a directory)."""
+    require_upstream()
+    names = sorted(
+        pin.path
+        for pin in upstream_files.pinned()
+        if pin.path == prefix or pin.path.startswith(prefix.rstrip("/") + "/")
+    )
+    if not names:
+        raise KeyError(f"{prefix} is not pinned in {upstream_files.PINNED_LIST.name}")
+    return [upstream_files.CACHE / name for name in names]
+
+
+def upstream(path: str) -> Path:
+    """One pinned file in the cache."""
+    (found,) = upstream_paths(path)
+    return found
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -77,9 +97,7 @@ def crd_schemas() -> dict[tuple[str, str, str], dict[str, Any]]:
     """(group, version, kind) -> strict openAPIV3Schema, for every served version."""
     schemas: dict[tuple[str, str, str], dict[str, Any]] = {}
     for source in CRD_SOURCES:
-        path = upstream(source)
-        files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
-        for file in files:
+        for file in upstream_paths(source):
             for doc in load_yaml_documents(file):
                 if doc.get("kind") != "CustomResourceDefinition":
                     continue
