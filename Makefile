@@ -13,18 +13,44 @@ export PULUMI_CONFIG_PASSPHRASE ?=
 # The policy pack's config (exemptions, model-namespace selection): the same file in CI.
 export POLICY_PACK_CONFIG ?= policy-pack/policy-config.json
 
-.PHONY: help ensure schemas prereqs descriptors up down preview check test e2e e2e-toolchain lint format docs bench clean
+.PHONY: help ensure lock schemas prereqs descriptors up down preview check test e2e e2e-toolchain lint format docs bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt policy-pack/requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $@
+# The ONE recipe that builds a virtualenv (here, `make up`, `make preview` and the workflows all
+# come through it): emptied, then filled with exactly its lock file. The locks list every
+# transitive dependency with its hashes, so pip installs nothing unpinned or unverified
+# (docs/dependencies.md). `pulumi install` reads the same requirements.txt files.
+define venv_from_lock
+	$(PYTHON) -m venv --clear $(1)
+	$(1)/bin/python -m pip install --quiet --require-hashes -r $(2)
+	touch $(1)/.installed
+endef
 
-ensure: $(VENV)/.installed  ## create .venv and install the pinned dependencies
+# .venv: the program (Pulumi.yaml's virtualenv), the pack (tests import it) and the dev tools.
+$(VENV)/.installed: requirements-dev.txt
+	$(call venv_from_lock,$(VENV),requirements-dev.txt)
+
+# The CLI runs a LOCAL policy pack from the virtualenv named in PulumiPolicy.yaml
+# (policy-pack/venv) but never creates or fills it; `make check` runs the pack from it too.
+policy-pack/venv/.installed: policy-pack/requirements.txt
+	$(call venv_from_lock,policy-pack/venv,policy-pack/requirements.txt)
+
+ensure: $(VENV)/.installed policy-pack/venv/.installed  ## build .venv and policy-pack/venv from the hashed locks
+
+# Re-resolve the locks after editing a requirements*.in (existing pins are kept where they still
+# fit; `make lock LOCK_FLAGS=--upgrade` moves everything to the newest allowed versions). The
+# dev lock is resolved first; the program and pack locks are constrained to it, so a package
+# has one version in all three.
+LOCK_FLAGS ?=
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command "make lock" $(LOCK_FLAGS)
+
+lock: $(VENV)/.installed  ## re-resolve requirements*.txt (hashed locks) from requirements*.in
+	$(UV_COMPILE) requirements-dev.in -o requirements-dev.txt
+	$(UV_COMPILE) -c requirements-dev.txt requirements.in -o requirements.txt
+	$(UV_COMPILE) -c requirements-dev.txt policy-pack/requirements.in -o policy-pack/requirements.txt
 
 # The strict schema checks need the upstream CRDs and chart values of the pinned versions
 # (tools/upstream-files.toml): copied from a mirror (../shared/upstream, $$AIMESH_UPSTREAM_MIRROR)
@@ -50,15 +76,8 @@ define descriptors_if_go
 	    "EnvoyFilters and mesh config cannot be verified (see docs/envoy-config.md)" >&2; fi
 endef
 
-# Shared by up/preview. The file backend's directory must exist (Pulumi does not create it:
-# "unable to open bucket"). The CLI runs a LOCAL policy pack from the virtualenv named in
-# PulumiPolicy.yaml (policy-pack/venv) but never creates or fills it, so it is prepared here.
-policy-pack/venv/.installed: policy-pack/requirements.txt
-	$(PYTHON) -m venv policy-pack/venv
-	policy-pack/venv/bin/python -m pip install --quiet --upgrade pip
-	policy-pack/venv/bin/python -m pip install --quiet -r policy-pack/requirements.txt
-	touch $@
-
+# Shared by up/preview (both virtualenvs come from `ensure`). The file backend's directory must
+# exist (Pulumi does not create it: "unable to open bucket").
 define stack_ready
 	$(descriptors_if_go)
 	@mkdir -p $(CURDIR)/.pulumi
@@ -70,7 +89,9 @@ endef
 # kubeconfig is unknown during a preview, and the engine refuses to construct Helm v4 Charts
 # with an unknown provider ("cannot construct components if the provider is configured with
 # unknown values"). Without the preview the update creates the cluster first, then the charts.
-up: prereqs ensure policy-pack/venv/.installed  ## kind cluster + Istio + cert-manager + KServe + zero trust + demo models (stack $(STACK))
+# So `check` (the pack's verdict, offline) runs first: a mandatory violation or a config error
+# stops here, before a cluster or any resource is created.
+up: prereqs ensure check  ## kind cluster + Istio + cert-manager + KServe + zero trust + demo models (stack $(STACK))
 	$(stack_ready)
 	pulumi up --stack $(STACK) --yes --skip-preview --policy-pack policy-pack \
 		--policy-pack-config $(POLICY_PACK_CONFIG)
@@ -79,7 +100,7 @@ down: prereqs  ## destroy the stack (the kind cluster goes with it)
 	pulumi destroy --stack $(STACK) --yes
 
 # On kind, a preview needs the cluster to exist (after a first `make up`), see `up`.
-preview: prereqs ensure policy-pack/venv/.installed  ## pulumi preview with the policy pack, as CI runs it
+preview: prereqs ensure  ## pulumi preview with the policy pack, as CI runs it
 	$(stack_ready)
 	pulumi preview --stack $(STACK) --policy-pack policy-pack \
 		--policy-pack-config $(POLICY_PACK_CONFIG)
@@ -99,7 +120,7 @@ E2E_REPORT ?= build/e2e/report.json
 e2e-toolchain: ensure  ## build (or reuse) the pinned Pulumi CLI, provider, control plane and kwok
 	$(PY) -m e2e.toolchain
 
-e2e: e2e-toolchain policy-pack/venv/.installed  ## the real Pulumi CLI + provider + API server, end to end
+e2e: e2e-toolchain  ## the real Pulumi CLI + provider + API server, end to end
 	$(PY) -m e2e.scenario --report $(E2E_REPORT)
 
 lint: ensure  ## ruff (lint + format check) and mypy --strict
@@ -120,5 +141,5 @@ bench: ensure  ## program evaluation and policy-pack throughput figures
 	$(PY) benchmarks/program.py
 	$(PY) benchmarks/policy_pack.py
 
-clean:  ## remove the virtualenv and caches (not the stack state)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache
+clean:  ## remove the virtualenvs and caches (not the stack state)
+	rm -rf $(VENV) policy-pack/venv .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache

@@ -19,8 +19,14 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
 
-# Inputs of pulumi/actions v6 (its action.yml); a misspelt input is silently ignored by GitHub.
+# Inputs of pulumi/actions v7.0.0 (its action.yml); a misspelt input is silently ignored by GitHub.
 PULUMI_ACTION_INPUTS = {
+    "continue-on-error",
+    "debug",
+    "exclude",
+    "exclude-dependents",
+    "log-flow",
+    "log-verbosity",
     "command",
     "stack-name",
     "pulumi-version",
@@ -53,7 +59,10 @@ PULUMI_ACTION_INPUTS = {
     "suppress-progress",
     "always-include-summary",
 }
-PINNED = re.compile(r"^[\w.-]+/[\w./-]+@(v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+# A tag can be moved to other code; a commit cannot. The release it is goes in a comment.
+PINNED = re.compile(r"^\s*(?:- )?uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+# The pulumi/actions major in use; bump with its releases.
+PULUMI_ACTIONS_MAJOR = "v7"
 
 
 def _check_jsonschema() -> str:
@@ -111,11 +120,16 @@ def test_schema_check_rejects_a_broken_workflow(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
-def test_every_action_is_pinned_to_an_exact_version(path: Path) -> None:
-    workflow = _load(path.name)
-    for job, step in _steps(workflow):
-        if "uses" in step:
-            assert PINNED.match(step["uses"]), f"{path.name}:{job}: {step['uses']} is not pinned"
+def test_every_action_is_pinned_to_a_commit_with_its_version(path: Path) -> None:
+    lines = [line for line in path.read_text().splitlines() if re.match(r"^\s*(- )?uses:", line)]
+    assert lines
+    for line in lines:
+        assert PINNED.match(line), f"{path.name}: {line.strip()} is not pinned to a commit SHA"
+    for line in lines:
+        if "pulumi/actions@" in line:
+            assert (
+                line.endswith(f"# {PULUMI_ACTIONS_MAJOR}") or f"# {PULUMI_ACTIONS_MAJOR}." in line
+            )
 
 
 def _pulumi_steps(workflow: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -139,7 +153,9 @@ def test_pull_request_workflow_runs_make_test_and_a_policy_preview() -> None:
     assert inputs["policyPacks"] == "policy-pack"
     assert inputs["comment-on-pr"] is True
     assert "vars." in inputs["stack-name"]
-    assert "secrets." in inputs["cloud-url"]
+    # Where the state lives is configuration, not a secret (a secret would be masked in logs).
+    assert "vars.PULUMI_BACKEND_URL" in inputs["cloud-url"]
+    assert "secrets." not in inputs["cloud-url"]
     # The same policy config as `make check`: the committed file unless a variable overrides it.
     assert inputs["policyPackConfigs"] == "${{ env.POLICY_PACK_CONFIG }}"
     default = workflow["env"]["POLICY_PACK_CONFIG"].split("'")[1]
@@ -151,10 +167,10 @@ def test_pull_request_workflow_runs_make_test_and_a_policy_preview() -> None:
     preview_job = workflow["jobs"][job]
     assert "test" in preview_job["needs"]
     assert preview_job["permissions"]["pull-requests"] == "write"
-    # The pack's own virtualenv (PulumiPolicy.yaml: virtualenv venv) is prepared before it runs.
-    pack_runs = " ".join(str(s.get("run", "")) for j, s in _steps(workflow) if j == job)
-    assert "policy-pack/venv" in pack_runs
-    assert "policy-pack/requirements.txt" in pack_runs
+    # Both virtualenvs (the pack's own, PulumiPolicy.yaml: virtualenv venv) come from the one
+    # Makefile recipe that installs the hashed locks (tests/test_dependencies.py).
+    runs = [str(s.get("run", "")) for j, s in _steps(workflow) if j == job]
+    assert "make ensure" in runs
 
 
 def test_pull_request_workflow_checks_every_stack_offline_without_credentials() -> None:
@@ -185,6 +201,8 @@ def test_deploy_workflow_runs_up_of_prod_with_the_pack_behind_an_environment() -
     assert deploy_job["environment"]["name"] == "production"
     assert "test" in deploy_job["needs"]
     assert workflow["concurrency"]["cancel-in-progress"] is False
+    assert "vars.PULUMI_BACKEND_URL" in inputs["cloud-url"]
+    assert "secrets." not in inputs["cloud-url"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -209,3 +227,15 @@ def test_every_job_that_runs_the_pack_builds_the_descriptor_set_first(path: Path
         ]
         assert go, f"{path.name}:{name}: no Go before `make descriptors`"
         assert go[0]["with"]["go-version-file"] == "policy-pack/descriptors/go.mod"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_make_test_job_fetches_the_upstream_schemas_first(path: Path) -> None:
+    """On GitHub there is no ../shared: the schema tests need `make schemas` to download the
+    pinned files (make test would run it too; a step of its own shows it in the log)."""
+    workflow = _load(path.name)
+    for job in workflow["jobs"].values():
+        runs = [str(step.get("run", "")).strip() for step in job.get("steps", [])]
+        if "make test" in runs:
+            assert "make schemas" in runs
+            assert runs.index("make schemas") < runs.index("make test")

@@ -218,7 +218,9 @@ def make_recipe(target: str) -> tuple[list[str], str]:
     """(prerequisites, recipe text with `$(name)` defines expanded) of a Makefile target."""
     text = (ROOT / "Makefile").read_text()
     defines = dict(re.findall(r"^define (\w+)\n(.*?)^endef$", text, flags=re.M | re.S))
-    match = re.search(rf"^{target}:([^#\n]*)(?:##[^\n]*)?\n((?:\t[^\n]*\n?)*)", text, flags=re.M)
+    match = re.search(
+        rf"^{re.escape(target)}:([^#\n]*)(?:##[^\n]*)?\n((?:\t[^\n]*\n?)*)", text, flags=re.M
+    )
     assert match, f"no `{target}` target in the Makefile"
     recipe = match.group(2)
     for name, body in defines.items():
@@ -255,17 +257,23 @@ def test_make_prepares_state_dir_and_policy_pack_venv(target: str) -> None:
     assert backend
     assert f"mkdir -p {backend.group(1)}" in recipe
     # the CLI runs a local policy pack from the virtualenv PulumiPolicy.yaml names, never
-    # creating it: the recipe must create it and install the pack's requirements into it
+    # creating it: `ensure` (a prerequisite) builds it from the pack's lock
     pack = yaml.safe_load((ROOT / "policy-pack" / "PulumiPolicy.yaml").read_text())
     venv = f"policy-pack/{pack['runtime']['options']['virtualenv']}"
-    # ... through a prerequisite target that runs before the recipe
-    assert f"{venv}/.installed" in prerequisites
-    venv_prerequisites, venv_recipe = make_recipe(f"{venv}/.installed")
-    assert "policy-pack/requirements.txt" in venv_prerequisites
-    assert f"-m venv {venv}" in venv_recipe
-    assert (
-        f"{venv}/bin/python -m pip install --quiet -r policy-pack/requirements.txt" in venv_recipe
-    )
+    assert "ensure" in prerequisites
+    ensure_prerequisites, _ = make_recipe("ensure")
+    assert f"{venv}/.installed" in ensure_prerequisites
+    stamp_prerequisites, stamp = make_recipe(f"{venv}/.installed")
+    assert stamp_prerequisites == ["policy-pack/requirements.txt"]
+    assert f"venv_from_lock,{venv},policy-pack/requirements.txt" in stamp
+
+
+def test_make_up_runs_the_offline_policy_check_before_touching_a_cluster() -> None:
+    """`make up` skips the preview (see above), so the pack's verdict comes from `make check`
+    first: a mandatory violation stops it before kind or any resource is created."""
+    prerequisites, _ = make_recipe("up")
+    assert "check" in prerequisites
+    assert prerequisites.index("prereqs") < prerequisites.index("check")
 
 
 # ---- the production stack as shipped -----------------------------------------------------------
