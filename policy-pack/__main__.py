@@ -4,8 +4,12 @@
 importable package `aimesh_policies`.
 """
 
-from aimesh_policies import PACK_NAME, build_pulumi_policies
+from aimesh_policies import PACK_NAME, all_policies, build_pulumi_policies
+from aimesh_policies.config_check import install_configure_guard
 from pulumi_policy import EnforcementLevel, PolicyPack
+
+# A misspelt policy or property in --policy-pack-config is an error, not silently ignored.
+install_configure_guard(all_policies())
 
 PolicyPack(
     name=PACK_NAME,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from tools.analyzer import (
     UNKNOWN,
     AnalyzerInfo,
     PolicyConfig,
+    PolicyConfigError,
     PolicyInfo,
     encode_value,
     load_policy_config,
@@ -105,7 +107,8 @@ def test_every_stack_of_the_project_passes_the_pack(
     proc = _check("--stack", stack, env={"POLICY_PACK_CONFIG": str(config)})
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "policy pack aimesh-zero-trust@" in proc.stdout
-    assert f"config {config}" in proc.stdout
+    shown = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
+    assert f"config {shown}" in proc.stdout
     if descriptor_set_or_none is None:
         assert "descriptor set" in proc.stdout
     assert "lua: " in proc.stdout  # the embedded Lua sources were compiled (or said why not)
@@ -176,6 +179,52 @@ def test_an_invalid_config_file_stops_the_check(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert PA_POLICY in proc.stderr
     assert "exemptNamespaces" in proc.stderr
+
+
+@needs_pack
+def test_every_config_mistake_is_reported_at_once_with_file_key_value_and_nearest_name(
+    tmp_path: Path,
+) -> None:
+    _write(tmp_path / "m", "all.yaml", MESH_STRICT)
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                # a misspelt property would lose the exemption silently
+                "istio-namespace-require-sidecar-injection": {"exemptNamespace": ["legacy"]},
+                "istio-peerauthentication-require-strict-mtl": "advisory",  # misspelt policy
+                PA_POLICY: {"exemptPorts": "15020"},  # wrong type
+                "istio-authorizationpolicy-deny-paths-normalization-safe": "advisroy",
+            }
+        )
+    )
+    proc = _check("--manifests", str(tmp_path / "m"), "--policy-pack-config", str(bad))
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith(f"{bad}: ")]
+    assert len(lines) == 4, proc.stderr
+    assert "Traceback" not in proc.stderr
+    joined = "\n".join(lines)
+    assert '.exemptNamespace: ["legacy"]' in joined
+    assert "did you mean `exemptNamespaces`?" in joined
+    assert f"did you mean `{PA_POLICY}`?" in joined
+    assert f"{PA_POLICY}.exemptPorts: '15020'" in joined
+    assert "did you mean `advisory`?" in joined
+    assert "PASS" not in proc.stdout  # nothing was judged with a config the CLI would refuse
+
+
+@needs_pack
+def test_the_check_finds_the_packs_policy_config_without_the_makefile(tmp_path: Path) -> None:
+    """`python -m tools.check` alone judges with the file `make check` and CI pass."""
+    manifests = _write(tmp_path / "m", "mesh.yaml", MESH_STRICT).parent
+    found = _check("--manifests", str(manifests))
+    assert found.returncode == 0, found.stderr
+    assert "config policy-pack/policy-config.json" in found.stdout
+    bare = _check("--manifests", str(manifests), "--no-policy-pack-config")
+    assert "no policy config" in bare.stdout
+    chosen = tmp_path / "mine.json"
+    chosen.write_text("{}")
+    by_env = _check("--manifests", str(manifests), env={"POLICY_PACK_CONFIG": str(chosen)})
+    assert f"config {chosen}" in by_env.stdout
 
 
 def test_a_directory_that_is_not_kubernetes_stops_the_check(tmp_path: Path) -> None:
@@ -337,8 +386,24 @@ def test_reconcile_fills_defaults_then_initial_config_then_the_file() -> None:
 
 
 def test_reconcile_rejects_config_that_breaks_the_schema() -> None:
-    with pytest.raises(ValueError, match=r"b: flag: .*boolean"):
+    with pytest.raises(PolicyConfigError, match=r"b\.flag: .*boolean"):
         reconcile_policy_config(_info(), {"b": PolicyConfig("", {"flag": "yes"})})
+
+
+def test_reconcile_rejects_names_the_pack_does_not_have() -> None:
+    with pytest.raises(PolicyConfigError) as raised:
+        reconcile_policy_config(
+            _info(),
+            {
+                "all": PolicyConfig("advisory"),
+                "c": PolicyConfig("advisory"),
+                "a": PolicyConfig("", {"port": [1]}),
+            },
+        )
+    assert raised.value.problems == [
+        "c: no such policy in p",
+        "a.port: [1]: not a property of this policy; did you mean `ports`?",
+    ]
 
 
 def test_config_file_format_matches_the_cli(tmp_path: Path) -> None:
@@ -349,10 +414,22 @@ def test_config_file_format_matches_the_cli(tmp_path: Path) -> None:
         "b": PolicyConfig("remediate", {"x": 1}),
     }
     assert parse_policy_config({"c": {}}) == {}
-    with pytest.raises(ValueError, match="a"):
+    with pytest.raises(PolicyConfigError, match="a"):
         parse_policy_config({"a": "sometimes"})
-    with pytest.raises(ValueError, match="b"):
+    with pytest.raises(PolicyConfigError, match="b"):
         parse_policy_config({"b": ["advisory"]})
+    problems: list[str] = []
+    assert parse_policy_config({"a": "mandatroy", "b": "advisory"}, problems) == {
+        "b": PolicyConfig("advisory", {})
+    }
+    assert problems == [
+        'a: "mandatroy": not an enforcement level (advisory, mandatory, remediate, disabled); '
+        "did you mean `mandatory`?"
+    ]
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"a": "advisory",}')
+    with pytest.raises(PolicyConfigError, match=rf"^{re.escape(str(broken))}: line 1 column"):
+        load_policy_config(broken)
     empty = tmp_path / "empty.json"
     empty.write_text("  \n")
     assert load_policy_config(empty) == {}

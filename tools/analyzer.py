@@ -26,6 +26,7 @@ speaks the protocol with plain Python values in and out. `tools.check`, the prot
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import subprocess
@@ -311,37 +312,81 @@ def _struct_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def parse_policy_config(data: Mapping[str, Any]) -> dict[str, PolicyConfig]:
+class PolicyConfigError(ValueError):
+    """A `--policy-pack-config` the engine (or the pack) would refuse; one line per problem,
+    each naming the key path, the value given and, where one is close, the intended name."""
+
+    def __init__(self, problems: Sequence[str], where: str = "") -> None:
+        self.problems = list(problems)
+        self.where = where
+        prefix = f"{where}: " if where else ""
+        super().__init__("\n".join(prefix + problem for problem in self.problems))
+
+    def located(self, where: str) -> PolicyConfigError:
+        return PolicyConfigError(self.problems, where)
+
+
+def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    found = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return f"; did you mean `{found[0]}`?" if found else ""
+
+
+def _level_problem(path: str, level: Any) -> str:
+    levels = ", ".join(ENFORCEMENT_LEVELS)
+    hint = _did_you_mean(level, ENFORCEMENT_LEVELS) if isinstance(level, str) else ""
+    return f"{path}: {json.dumps(level)}: not an enforcement level ({levels}){hint}"
+
+
+def parse_policy_config(
+    data: Mapping[str, Any], problems: list[str] | None = None
+) -> dict[str, PolicyConfig]:
     """The CLI's config file format: `{"<policy>": "<level>"}` or
     `{"<policy>": {"enforcementLevel": "<level>", "<property>": value, ...}}`; the key `all`
-    sets the level of every policy. Raises ValueError naming the key on a bad value."""
+    sets the level of every policy. Raises PolicyConfigError naming every bad entry; with a
+    `problems` list, appends to it instead and returns the good entries (so that one run can
+    report these together with what only the pack's schemas can tell)."""
     result: dict[str, PolicyConfig] = {}
+    found: list[str] = []
     for name, value in data.items():
         if isinstance(value, str):
             if value not in ENFORCEMENT_LEVELS:
-                raise ValueError(f"{name}: {value!r} is not a valid enforcement level")
+                found.append(_level_problem(name, value))
+                continue
             result[name] = PolicyConfig(value, {})
         elif isinstance(value, Mapping):
             props = dict(value)
             level = props.pop("enforcementLevel", "")
             if not isinstance(level, str) or (level and level not in ENFORCEMENT_LEVELS):
-                raise ValueError(f"{name}: {level!r} is not a valid enforcement level")
+                found.append(_level_problem(f"{name}.enforcementLevel", level))
+                continue
             if level or props:
                 result[name] = PolicyConfig(level, props)
         else:
-            raise ValueError(f"{name}: must be an enforcement level string or an object")
+            found.append(f"{name}: {json.dumps(value)}: must be an enforcement level or an object")
+    if problems is not None:
+        problems.extend(found)
+    elif found:
+        raise PolicyConfigError(found)
     return result
 
 
-def load_policy_config(path: Path) -> dict[str, PolicyConfig]:
-    """Read a `--policy-pack-config` JSON file (empty file = no config)."""
+def load_policy_config(path: Path, problems: list[str] | None = None) -> dict[str, PolicyConfig]:
+    """Read a `--policy-pack-config` JSON file (empty file = no config). Errors name the file
+    (`problems`: as in parse_policy_config)."""
     text = path.read_text()
     if not text.strip():
         return {}
-    data = json.loads(text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise PolicyConfigError([f"{where}: {exc.msg}"], str(path)) from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: the policy pack config must be a JSON object")
-    return parse_policy_config(data)
+        raise PolicyConfigError(["must be a JSON object of policy names"], str(path))
+    try:
+        return parse_policy_config(data, problems)
+    except PolicyConfigError as exc:
+        raise exc.located(str(path)) from None
 
 
 def _apply(base: dict[str, PolicyConfig], given: Mapping[str, PolicyConfig]) -> None:
@@ -361,8 +406,11 @@ def reconcile_policy_config(
     info: AnalyzerInfo, config: Mapping[str, PolicyConfig] | None = None
 ) -> dict[str, PolicyConfig]:
     """What the engine sends in Configure: every policy at its declared level with the schema
-    defaults, overlaid with the pack's initial config, then with `config`. Raises ValueError
-    listing every property that does not satisfy the policy's config schema."""
+    defaults, overlaid with the pack's initial config, then with `config`. Raises
+    PolicyConfigError listing every property that does not satisfy the policy's config schema,
+    and every policy or property `config` names that the pack does not have (the engine would
+    pass those on silently; our pack refuses them in Configure)."""
+    errors = unknown_policy_config_names(info, config or {})
     result: dict[str, PolicyConfig] = {}
     for policy in info.policies:
         defaults = {
@@ -373,7 +421,6 @@ def reconcile_policy_config(
         result[policy.name] = PolicyConfig(policy.enforcement_level, defaults)
     _apply(result, info.initial_config)
     _apply(result, config or {})
-    errors: list[str] = []
     for policy in info.policies:
         schema: dict[str, Any] = {"type": "object"}
         if policy.config_schema.get("properties"):
@@ -382,11 +429,34 @@ def reconcile_policy_config(
             schema["required"] = policy.config_schema["required"]
         validator = jsonschema.Draft7Validator(schema)
         for error in validator.iter_errors(result[policy.name].properties):
-            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-            errors.append(f"{policy.name}: {where}: {error.message}")
+            where = ".".join(str(p) for p in error.absolute_path)
+            errors.append(f"{policy.name}{'.' + where if where else ''}: {error.message}")
     if errors:
-        raise ValueError("invalid policy pack config:\n  " + "\n  ".join(errors))
+        raise PolicyConfigError(errors)
     return result
+
+
+def unknown_policy_config_names(
+    info: AnalyzerInfo, config: Mapping[str, PolicyConfig]
+) -> list[str]:
+    """Policies and properties named in `config` that the pack does not declare."""
+    by_name = {p.name: p for p in info.policies}
+    problems = []
+    for name, cfg in config.items():
+        if name == "all":
+            continue
+        policy = by_name.get(name)
+        if policy is None:
+            problems.append(f"{name}: no such policy in {info.name}{_did_you_mean(name, by_name)}")
+            continue
+        known = policy.config_schema.get("properties") or {}
+        for key, value in cfg.properties.items():
+            if key not in known:
+                problems.append(
+                    f"{name}.{key}: {json.dumps(value, default=str)}: not a property of this "
+                    f"policy{_did_you_mean(key, known)}"
+                )
+    return problems
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ protocol (tools.analyzer). `--manifests` does the same for a directory of Kubern
 (rendered chart output, another team's manifests): every document becomes the resource a Helm v4
 Chart child would be, `kubernetes:<group>/<version>:<Kind>` under a `kubernetes:helm.sh/v4:Chart`.
 
+The policy config is `--policy-pack-config`, else $POLICY_PACK_CONFIG, else the pack's own
+policy-config.json (what `make check` and CI pass); every mistake in it is reported at once with
+the file, key path, value and nearest valid name, before anything is judged.
+
 Violations are printed grouped by resource with the policy's fix, then the result of compiling
 every Lua source the EnvoyFilters embed (tools/envoy_lua.py). Exit status: 0 when no mandatory
 violation, 1 when there is one (the preview would fail) or a Lua source does not compile, 2 when
@@ -38,6 +42,7 @@ from tools.analyzer import (
     AnalyzerInfo,
     Diagnostic,
     PolicyConfig,
+    PolicyConfigError,
     PolicyPackProcess,
     PreviewResult,
     ProviderResource,
@@ -323,8 +328,11 @@ def run(
     pack_dir: Path = POLICY_PACK,
     policy_config: Mapping[str, PolicyConfig] | None = None,
     python: str | None = None,
+    config_problems: Sequence[str] = (),
 ) -> Report:
-    """Start the pack as the CLI does, configure it, and put the target through it."""
+    """Start the pack as the CLI does, configure it, and put the target through it. Raises
+    PolicyConfigError with `config_problems` (found while reading the file) and every problem
+    the pack's config schemas reveal, before anything is analyzed."""
     started = time.perf_counter()
     with PolicyPackProcess(
         pack_dir,
@@ -354,7 +362,13 @@ def run(
                 policies=info.policies,
                 initial_config=info.initial_config,
             )
-        client.configure(reconcile_policy_config(info, policy_config))
+        try:
+            reconciled = reconcile_policy_config(info, policy_config)
+        except PolicyConfigError as exc:
+            raise PolicyConfigError([*config_problems, *exc.problems]) from None
+        if config_problems:
+            raise PolicyConfigError(config_problems)
+        client.configure(reconciled)
         result = preview(client, target.resources, stack_properties=target.stack_properties)
     return Report(target, info, result, time.perf_counter() - started)
 
@@ -491,6 +505,25 @@ def as_json(report: Report) -> dict[str, Any]:
     }
 
 
+CONFIG_ENV = "POLICY_PACK_CONFIG"
+DEFAULT_CONFIG_NAME = "policy-config.json"
+
+
+def policy_config_file(args: argparse.Namespace) -> Path | None:
+    """The policy config to judge with: the option, else $POLICY_PACK_CONFIG, else the pack's
+    own policy-config.json (what `make check` and CI pass), shown relative to the working
+    directory when it is below it."""
+    chosen: Path | None = args.policy_pack_config
+    if chosen is None and os.environ.get(CONFIG_ENV):
+        chosen = Path(os.environ[CONFIG_ENV])
+    if chosen is None:
+        beside = args.policy_pack / DEFAULT_CONFIG_NAME
+        chosen = beside if beside.is_file() else None
+    if chosen is not None and chosen.is_absolute() and chosen.is_relative_to(Path.cwd()):
+        chosen = chosen.relative_to(Path.cwd())
+    return chosen
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.check", description=__doc__.split("\n")[0]
@@ -498,13 +531,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--stack", help="evaluate Pulumi.<STACK>.yaml offline and check it")
     what.add_argument("--manifests", type=Path, help="check a directory of Kubernetes YAML")
-    env_config = os.environ.get("POLICY_PACK_CONFIG") or None
-    parser.add_argument(
+    config_choice = parser.add_mutually_exclusive_group()
+    config_choice.add_argument(
         "--policy-pack-config",
         type=Path,
-        default=Path(env_config) if env_config else None,
         help="policy config JSON, the file `pulumi preview --policy-pack-config` takes "
-        "(default: $POLICY_PACK_CONFIG, else none)",
+        f"(default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_NAME} in the policy pack directory, "
+        "the file the Makefile and CI pass)",
+    )
+    config_choice.add_argument(
+        "--no-policy-pack-config",
+        action="store_true",
+        help="judge with the pack's own defaults, as a preview without --policy-pack-config",
     )
     parser.add_argument(
         "--policy-pack", type=Path, default=POLICY_PACK, help="policy pack directory"
@@ -514,11 +552,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     args = parser.parse_args(argv)
+    config_file = None if args.no_policy_pack_config else policy_config_file(args)
 
+    problems: list[str] = []
     try:
-        policy_config = (
-            load_policy_config(args.policy_pack_config) if args.policy_pack_config else None
-        )
+        policy_config = load_policy_config(config_file, problems) if config_file else None
         if args.stack:
             target = stack_target(args.stack)
         else:
@@ -526,9 +564,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError(f"{args.manifests} is not a directory")
             target = manifests_target(args.manifests)
         report = run(
-            target, pack_dir=args.policy_pack, policy_config=policy_config, python=args.python
+            target,
+            pack_dir=args.policy_pack,
+            policy_config=policy_config,
+            python=args.python,
+            config_problems=problems,
         )
-        report.config_file = args.policy_pack_config
+        report.config_file = config_file
+    except PolicyConfigError as exc:
+        located = exc if exc.where or config_file is None else exc.located(str(config_file))
+        print(f"check could not run: invalid policy pack config\n{located}", file=sys.stderr)
+        return 2
     except (AnalyzerError, ValueError, OSError, yaml.YAMLError) as exc:
         print(f"check could not run: {exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aimesh_policies import all_policies, to_objects
+from aimesh_policies.config_check import unknown_names
 from aimesh_policies.framework import Context, Level, evaluate, evaluate_stack
 
 from tools import offline
@@ -68,7 +69,6 @@ def test_stack_has_no_mandatory_violation(
     assert not violations, "\n".join(violations)
 
 
-def test_config_file_names_real_policies() -> None:
-    names = {p.name for p in all_policies()} | {"all"}
-    unknown = sorted(set(policy_config()) - names)
-    assert not unknown, f"policy-config.json names unknown policies: {unknown}"
+def test_config_file_names_real_policies_and_properties() -> None:
+    config = {name: entry["properties"] for name, entry in policy_config().items()}
+    assert unknown_names(config, all_policies()) == []

@@ -20,6 +20,7 @@ from tools.analyzer import (
     SECRET_SIG,
     SPECIAL_SIG_KEY,
     UNKNOWN,
+    AnalyzerError,
     AnalyzerInfo,
     PolicyConfig,
     PolicyPackProcess,
@@ -163,6 +164,36 @@ def test_configure_reaches_the_policies(pack: PolicyPackProcess, info: AnalyzerI
         assert not [d for d in client.analyze(resource).diagnostics if d.policy_name == PA_POLICY]
     finally:
         client.configure(reconcile_policy_config(info))
+
+
+def test_the_pack_refuses_config_naming_what_it_does_not_have(
+    pack: PolicyPackProcess, info: AnalyzerInfo
+) -> None:
+    """The engine validates known properties only and forwards the rest: the pack itself
+    refuses a misspelt policy or property at Configure, before judging anything, rather than
+    silently dropping an exemption."""
+    client = pack.client
+    exempt = PolicyConfig("", {"exemptNamespace": ["legacy"]})  # the property is exemptNamespaces
+    engine_would_send = {
+        **reconcile_policy_config(info),
+        PA_POLICY: exempt,
+        "istio-peerauthentication-require-strict-mtl": PolicyConfig("advisory"),
+        "all": PolicyConfig("advisory"),
+    }
+    try:
+        with pytest.raises(AnalyzerError) as refused:
+            client.configure(engine_would_send)
+        message = str(refused.value)
+        assert "INVALID_ARGUMENT" in message
+        assert f"{PA_POLICY}.exemptNamespace" in message
+        assert "did you mean `exemptNamespaces`?" in message
+        assert f"did you mean `{PA_POLICY}`?" in message
+        assert "\n  all:" not in message  # the engine's key for every policy
+    finally:
+        client.configure(reconcile_policy_config(info))
+    # Still serving, and judging with the valid config.
+    resource = _peer_authentication("legacy", "PERMISSIVE")
+    assert [d for d in client.analyze(resource).diagnostics if d.policy_name == PA_POLICY]
 
 
 def _istiod_release() -> Resource:
