@@ -1,7 +1,8 @@
 """Every upstream version aimesh deploys, in one place.
 
-The reference data in ../shared/upstream (used by the schema tests) is exactly these versions;
-bumping one here means re-checking the generated objects against the new upstream schemas.
+The upstream CRDs and chart values the schema tests check against are pinned at exactly these
+versions in tools/upstream-files.toml (URL and sha256 per file); bumping one here means pinning
+the new files there and re-checking the generated objects against the new upstream schemas.
 """
 
 from __future__ import annotations

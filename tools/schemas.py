@@ -1,7 +1,7 @@
 """Strict conformance checks against the upstream reference data of the pinned versions.
 
-`.cache/upstream` holds the CRDs and chart values of exactly the versions in versions.py, each
-pinned by URL and sha256 in tools/upstream-files.toml and put there by `make schemas`
+`.cache/upstream` holds the CRDs and chart values of exactly the versions in aimesh/versions.py,
+each pinned by URL and sha256 in tools/upstream-files.toml and put there by `make schemas`
 (tools/upstream.py: from a mirror such as ../shared/upstream, or the pinned URLs). They are never
 committed to the repository. Without them every check here raises UpstreamMissingError naming
 the command to run: the tests fail rather than silently skip (tests/conftest.py).

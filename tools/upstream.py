@@ -2,10 +2,10 @@
 
     python -m tools.upstream [--mirror DIR] [--offline] [--check]
 
-`tools/upstream-files.toml` pins every upstream file the schema checks need (CRDs and Helm chart
-values of the versions in versions.py): its URL at the release commit and its sha256. This
-command puts each one into `.cache/upstream/` ($AIMESH_SCHEMA_CACHE), taking it from the first
-source that has the pinned bytes:
+`tools/upstream-files.toml` pins every upstream file the schema checks need (CRDs and Helm
+chart values of the versions in aimesh/versions.py): its URL at the release commit and its
+sha256. This command puts each one into `.cache/upstream/` ($AIMESH_SCHEMA_CACHE), taking it
+from the first source that has the pinned bytes:
 
 1. the cache itself (already there and intact: nothing to do);
 2. a local mirror directory laid out like the cache: `--mirror`, else $AIMESH_UPSTREAM_MIRROR,
