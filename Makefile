@@ -134,8 +134,9 @@ format: ensure  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-docs: ensure  ## regenerate docs/policies.md from the policy pack
+docs: ensure  ## regenerate docs/policies.md (the pack) and docs/access-matrix.md (graph + tables per stack)
 	$(PY) -m tools.policy_docs > docs/policies.md
+	$(PY) -m tools.access_matrix --all-stacks --output docs/access-matrix.md
 
 bench: ensure  ## program evaluation and policy-pack throughput figures
 	$(PY) benchmarks/program.py

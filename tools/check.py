@@ -23,9 +23,11 @@ the check itself could not run (bad config file, pack does not start, program er
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -446,9 +448,15 @@ def render(report: Report) -> str:
 MATRIX_COLUMNS = ("model", "role", "caller", "kind", "versions", "methods", "rateLimit", "when")
 
 
-def render_access_matrix(rows: Sequence[Any]) -> str:
+def render_access_matrix(rows: Sequence[Any], width: int | None = None) -> str:
     """The stack's `accessMatrix` export as a table: who may call which model, how, when.
-    Shows the columns of MATRIX_COLUMNS the rows have (all scalar columns if none match)."""
+    Shows the columns of MATRIX_COLUMNS the rows have (all scalar columns if none match).
+    Long cells wrap within their column (rich), never cut: `width` is the terminal's
+    (COLUMNS, else 160 when the output is not a terminal: CI logs do not wrap)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
     dict_rows = [r for r in rows if isinstance(r, Mapping)]
     if not dict_rows:
         return ""
@@ -460,20 +468,45 @@ def render_access_matrix(rows: Sequence[Any]) -> str:
             if all(not isinstance(row.get(k), Mapping | list) for row in dict_rows)
         ]
     cells = [[_cell(row.get(c)) for c in present] for row in dict_rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(present)]
-    header = "  ".join(c.ljust(w) for c, w in zip(present, widths, strict=True)).rstrip()
-    lines = ["access matrix:", "  " + header]
-    lines += [
-        "  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells
-    ]
-    return "\n".join(lines)
+    columns = (width or shutil.get_terminal_size((160, 24)).columns) - 2  # the indent below
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column, fixed in zip(present, _column_widths(present, cells, columns), strict=True):
+        table.add_column(column, overflow="fold", width=fixed)
+    for row_cells in cells:
+        table.add_row(*row_cells)
+    out = io.StringIO()
+    Console(file=out, width=columns, color_system=None, highlight=False).print(table)
+    body = "\n".join(("  " + line).rstrip() for line in out.getvalue().splitlines())
+    return "access matrix:\n" + body.rstrip()
+
+
+def _column_widths(
+    header: Sequence[str], cells: Sequence[Sequence[str]], width: int
+) -> list[int | None]:
+    """Column widths that keep every word whole: each column gets its longest word (an
+    identifier such as a caller is one word), then the room left goes to the columns that can
+    still use it, the longest text first, so it wraps only between words. When even the words
+    do not fit (a very narrow terminal), None everywhere: rich then folds words to fit, but
+    never drops text."""
+    columns = [[name, *(row[i] for row in cells)] for i, name in enumerate(header)]
+    longest = [max(len(w) for value in column for w in value.split() or [""]) for column in columns]
+    natural = [max(len(value) for value in column) for column in columns]
+    room = width - 3 * (len(header) - 1) - sum(longest)  # 3: the gap between two columns
+    if room < 0:
+        return [None] * len(header)
+    widths = list(longest)
+    for index in sorted(range(len(header)), key=natural.__getitem__):
+        share = room // sum(1 for i in range(len(header)) if natural[i] >= natural[index])
+        grow = min(natural[index] - widths[index], share)
+        widths[index] += grow
+        room -= grow
+    return list(widths)
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    text = "" if value is None else str(value)
-    return text if len(text) <= 48 else text[:45] + "..."
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)
 
 
 def as_json(report: Report) -> dict[str, Any]:
