@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlparse
 
@@ -30,6 +31,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from aimesh.config_source import ConfigSource, nearest
 from aimesh.namespaces import PLATFORM_NAMESPACES
 from aimesh.pem import CaCertificate, read_ca_certificate, read_ca_chain, signing_root
 
@@ -1051,46 +1053,143 @@ def _innermost_model(annotation: Any) -> Any:
     return None
 
 
-def _describe(error: Mapping[str, Any]) -> str:
+def _field_at(loc: tuple[int | str, ...]) -> Any:
+    """The pydantic field at `loc` (None when there is none, e.g. an unknown key)."""
+    named = [i for i, part in enumerate(loc) if isinstance(part, str)]
+    if not named:
+        return None
+    parent = _model_at(loc[: named[-1]])
+    if parent is None:
+        return None
+    name = loc[named[-1]]
+    return next((f for n, f in parent.model_fields.items() if name in (n, f.alias)), None)
+
+
+def _is_secret(loc: tuple[int | str, ...]) -> bool:
+    field = _field_at(loc)
+    return field is not None and "SecretStr" in str(field.annotation)
+
+
+def _did_you_mean(word: Any, candidates: list[str], prefix: str = "") -> str:
+    match = nearest(word, candidates) if isinstance(word, str) else None
+    return f"; did you mean `{prefix}{match}`?" if match else ""
+
+
+_FEW_KEYS = 8  # an unknown key without a near match lists the keys allowed there, if few
+
+
+def _describe(error: Mapping[str, Any], source: ConfigSource | None) -> str:
+    """One problem: where (file:line), the key path, what is wrong, the value given and, for
+    a misspelling, the name or value probably meant."""
     loc = tuple(error["loc"])
     kind = error["type"]
+    top = f"{NAMESPACE}:{loc[0]}" if loc else ""
+    where = f"{source.where(top, loc[1:])}: " if source is not None and top else ""
+    given = ""
+    if loc and kind != "missing":
+        value = error.get("input")
+        shown = (source or _NO_SOURCE).shown(top, value, secret=_is_secret(loc))
+        given = f" (given {shown})"
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1])
         known = sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
-        return (
-            f"{_key_path(loc)}: unknown key. Remove it or fix its spelling; "
-            f"known keys here: {', '.join(known)}"
-        )
+        hint = _did_you_mean(loc[-1], known, f"{NAMESPACE}:" if len(loc) == 1 else "")
+        if not hint and len(known) <= _FEW_KEYS:
+            hint = f"; the keys here are {', '.join(known)}"
+        elif not hint:
+            hint = "; every key is listed in README.md, Configuration reference"
+        return f"{where}{_key_path(loc)}: unknown key{given}{hint}"
     message = str(error["msg"]).removeprefix("Value error, ")
+    hint = ""
     if kind == "literal_error":
         message = message.replace("Input should be", "must be one of")
+        allowed = re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
+        hint = _did_you_mean(error.get("input"), allowed)
     if not loc and _LEADING_KEY_PATH.match(message):
         # A cross-field check names the key it blames first: `acmeEmail: required when ...`.
-        return f"{NAMESPACE}:{message}"
-    return f"{_key_path(loc)}: {message}"
+        key = message.split(":", 1)[0]
+        top_key = re.split(r"[.\[]", key, maxsplit=1)[0]
+        place = f"{source.where(f'{NAMESPACE}:{top_key}')}: " if source is not None else ""
+        return f"{place}{NAMESPACE}:{message}"
+    return f"{where}{_key_path(loc)}: {message}{given}{hint}"
 
 
 _LEADING_KEY_PATH = re.compile(r"^[a-z][A-Za-z0-9]*(\[\d+\])?(\.[a-z][A-Za-z0-9]*|\[\d+\])*: ")
+_NO_SOURCE = ConfigSource(Path("Pulumi.<stack>.yaml"))
+
+# Config namespaces this program's providers and the engine read; any other namespace in a
+# stack file is a typo (`aimsh:`) that Pulumi would pass on silently.
+PROVIDER_NAMESPACES = frozenset({"pulumi", "kubernetes", "command"})
 
 
-def parse(raw: Mapping[str, Any], *, stack: str | None = None) -> Settings:
-    """Validate raw config values (keys without the `aimesh:` prefix) into `Settings`. Values
-    the stack lacks are reported one per key, with the command that sets each for `stack`."""
+def _validated(
+    raw: Mapping[str, Any],
+    source: ConfigSource | None,
+    found: list[str] | None = None,
+    stack: str | None = None,
+) -> Settings:
+    """`Settings` from the `aimesh:` keys, or ConfigError listing `found` and every problem;
+    then MissingValuesError when values only the stack's owner can set are missing, one per
+    key with the command that sets it for `stack`."""
+    problems = list(found or [])
     try:
         settings = Settings.model_validate(dict(raw))
     except ValidationError as exc:
-        problems = "\n".join(f"  - {_describe(e)}" for e in exc.errors())
-        raise ConfigError(f"invalid stack configuration:\n{problems}") from None
-    missing = missing_values(settings)
-    if missing:
-        where = f"Pulumi.{stack}.yaml" if stack else "the stack config"
-        problems = "\n".join(f"  - {m.describe(stack)}" for m in missing)
-        raise MissingValuesError(
-            f"invalid stack configuration: {where} lacks {len(missing)} required value(s); "
-            f"nothing was created:\n{problems}",
-            missing,
-        )
-    return settings
+        problems += [_describe(e, source) for e in exc.errors()]
+    else:
+        if not problems:
+            missing = missing_values(settings)
+            if not missing:
+                return settings
+            where = f"Pulumi.{stack}.yaml" if stack else "the stack config"
+            listed = "\n".join(f"  - {m.describe(stack)}" for m in missing)
+            raise MissingValuesError(
+                f"invalid stack configuration: {where} lacks {len(missing)} required value(s); "
+                f"nothing was created:\n{listed}",
+                missing,
+            )
+    listed = "\n".join(f"  - {p}" for p in problems)
+    raise ConfigError(f"invalid stack configuration:\n{listed}")
+
+
+def parse(
+    raw: Mapping[str, Any], source: ConfigSource | None = None, *, stack: str | None = None
+) -> Settings:
+    """Validate raw config values (keys without the `aimesh:` prefix) into `Settings`. Raises
+    ConfigError listing every problem; with a `source`, each names its file and line. Values
+    the stack lacks are reported one per key, with the command that sets each for `stack`."""
+    return _validated(raw, source, stack=stack or (source.stack if source else None))
+
+
+def parse_stack(values: Mapping[str, Any], source: ConfigSource | None = None) -> Settings:
+    """Validate a stack's whole config (`namespace:key` -> decoded value, every namespace):
+    the `aimesh:` keys as `parse` does, and every key of a namespace no provider of this
+    program reads (a misspelt `aimsh:clusterName`) as an error too."""
+    raw: dict[str, Any] = {}
+    problems: list[str] = []
+    for full_key, value in values.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace == NAMESPACE and key:
+            raw[key] = value
+        elif namespace not in PROVIDER_NAMESPACES:
+            where = f"{source.where(full_key)}: " if source is not None else ""
+            shown = (source or _NO_SOURCE).shown(full_key, value)
+            meant = nearest(namespace, [NAMESPACE, *PROVIDER_NAMESPACES])
+            hint = (
+                f"; did you mean `{meant}:{key}`?"
+                if meant
+                else f"; this program reads {NAMESPACE}: and its providers' "
+                f"{', '.join(sorted(PROVIDER_NAMESPACES))}:"
+            )
+            problems.append(
+                f"{where}{full_key}: unknown namespace `{namespace}` (given {shown}){hint}"
+            )
+    if source is not None:  # which keys are secrets is known only with the source
+        problems += [
+            f"{source.where(problem.split(': ', 1)[0])}: {problem}"
+            for problem in _plaintext_credentials(raw, source.secret_keys)
+        ]
+    return _validated(raw, source, problems, stack=source.stack if source else None)
 
 
 def decode_value(value: str) -> Any:
@@ -1101,19 +1200,14 @@ def decode_value(value: str) -> Any:
         return value
 
 
-def raw_from_pulumi() -> dict[str, Any]:
-    """Every `aimesh:*` key the engine passed, decoded. Unknown top-level keys are kept so that
-    validation rejects them (Pulumi itself would silently ignore an undeclared one)."""
+def values_from_pulumi() -> dict[str, Any]:
+    """Every config key the engine passed (all namespaces), decoded. Pulumi itself would
+    silently ignore an undeclared key or namespace; validation rejects them."""
     from pulumi.runtime import config as runtime_config
 
     # The language host hands config over through set_all_config; PULUMI_CONFIG is the older path.
     passed = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    raw: dict[str, Any] = {}
-    for full_key, value in passed.items():
-        namespace, _, key = full_key.partition(":")
-        if namespace == NAMESPACE and key:
-            raw[key] = decode_value(value) if isinstance(value, str) else value
-    return raw
+    return {k: decode_value(v) if isinstance(v, str) else v for k, v in passed.items()}
 
 
 # Keys holding credentials. Pulumi.yaml cannot mark them `secret: true` without making them
@@ -1121,29 +1215,35 @@ def raw_from_pulumi() -> dict[str, Any]:
 SECRET_KEYS = ("kubeconfig", "grafanaAdminPassword")
 
 
+def _plaintext_credentials(keys: Iterable[str], secret: Collection[str]) -> list[str]:
+    """The credential keys among `keys` that are not secrets: `<key>: <problem and fix>`."""
+    return [
+        f"{NAMESPACE}:{key}: holds credentials, so it must be a secret: "
+        f"`pulumi config set --secret {NAMESPACE}:{key} ...`"
+        for key in SECRET_KEYS
+        if key in keys and f"{NAMESPACE}:{key}" not in secret
+    ]
+
+
 def require_secrets(raw: Mapping[str, Any], secret: set[str]) -> None:
     """Raise ConfigError when a credential key was set in plain text."""
-    for key in SECRET_KEYS:
-        if key in raw and f"{NAMESPACE}:{key}" not in secret:
-            raise ConfigError(
-                f"invalid stack configuration:\n  - {NAMESPACE}:{key}: holds credentials, so "
-                f"it must be a secret: `pulumi config set --secret {NAMESPACE}:{key} ...`"
-            )
+    problems = _plaintext_credentials(raw, secret)
+    if problems:
+        listed = "\n".join(f"  - {p}" for p in problems)
+        raise ConfigError(f"invalid stack configuration:\n{listed}")
 
 
 def load() -> Settings:
-    """Read and validate this stack's config. Raises ConfigError (as a clean Pulumi error)."""
+    """Read and validate this stack's config. Raises ConfigError (as a clean Pulumi error
+    whose every line names Pulumi.<stack>.yaml and the line of the setting)."""
     import pulumi
     from pulumi.runtime import config as runtime_config
 
+    values = values_from_pulumi()
+    root = Path(pulumi.get_root_directory() or ".")
+    secret = [k for k in values if runtime_config.is_config_secret(k)]
+    source = ConfigSource.for_stack(root, pulumi.get_stack(), secret)
     try:
-        raw = raw_from_pulumi()
-        secret = {
-            f"{NAMESPACE}:{k}"
-            for k in SECRET_KEYS
-            if runtime_config.is_config_secret(f"{NAMESPACE}:{k}")
-        }
-        require_secrets(raw, secret)
-        return parse(raw, stack=pulumi.get_stack())
+        return parse_stack(values, source)
     except ConfigError as exc:
         raise pulumi.RunError(str(exc)) from None

@@ -546,3 +546,25 @@ def test_a_stack_lacking_secrets_is_checked_with_stand_ins_and_says_so() -> None
     assert "pulumi config set --stack prod --secret --path 'aimesh:siemSinks[0].token'" in note
     assert "stand-ins" in note
     assert check.stack_target("dev").notes == []
+
+
+def test_a_config_error_is_reported_with_file_and_line_never_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from functools import partial
+
+    from tools import check
+
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.typo.yaml").write_text(
+        "config:\n  aimesh:environment: dev\n  aimsh:clusterName: foo\n  aimesh:clusterNmae: x\n"
+    )
+    monkeypatch.chdir(tmp_path)  # where the program looks for Pulumi.<stack>.yaml
+    monkeypatch.delenv("POLICY_PACK_CONFIG", raising=False)  # make sets it relative to the repo
+    monkeypatch.setattr(offline, "stack_config", partial(offline.stack_config, root=tmp_path))
+    assert check.main(["--stack", "typo"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "Pulumi.typo.yaml:3: aimsh:clusterName: unknown namespace `aimsh`" in err
+    assert "Pulumi.typo.yaml:4: aimesh:clusterNmae: unknown key" in err
+    assert "did you mean `aimesh:clusterName`?" in err

@@ -29,22 +29,21 @@ from aimesh.builders import access, secure_model
 from aimesh.builders.gateway import reference
 from aimesh.builders.secure_model.egress import egress_hosts
 from aimesh.builders.secure_model.serving import service_host
+from aimesh.config_source import ConfigSource
 from aimesh.settings import Settings
 from tools import offline
 
 
 def load(stack: str, root: Path = offline.ROOT) -> Settings:
-    """The validated settings of `stack` (project defaults overlaid with the stack file)."""
-    raw: dict[str, Any] = {}
-    for key, value in offline.project_defaults(root / "Pulumi.yaml").items():
-        raw[key.split(":", 1)[1]] = value
+    """The validated settings of `stack` (project defaults overlaid with the stack file),
+    checked as the program checks them: errors name the file and line of each setting."""
+    values: dict[str, Any] = dict(offline.project_defaults(root / "Pulumi.yaml"))
     stack_file = root / f"Pulumi.{stack}.yaml"
     config: Mapping[str, Any] = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
-    for key, value in config.items():
-        namespace, _, name = key.partition(":")
-        if namespace == settings_module.NAMESPACE:
-            raw[name] = value
-    return settings_module.parse(_placeholders(raw))
+    values.update(config)
+    secret = [k for k, v in config.items() if isinstance(v, dict) and set(v) == {"secure"}]
+    source = ConfigSource.for_stack(root, stack, secret)
+    return settings_module.parse_stack(_placeholders(values), source)
 
 
 def _placeholders(value: Any) -> Any:
@@ -266,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             report = mermaid(load(args.stack))
         else:
             report = render(load(args.stack), args.stack)
-    except (settings_module.ConfigError, FileNotFoundError) as exc:
+    except (settings_module.ConfigError, FileNotFoundError, yaml.YAMLError) as exc:
         print(exc, file=sys.stderr)
         return 2
     if args.output:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import yaml
 
 from aimesh import settings
@@ -608,7 +609,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         located = exc if exc.where or config_file is None else exc.located(str(config_file))
         print(f"check could not run: invalid policy pack config\n{located}", file=sys.stderr)
         return 2
-    except (AnalyzerError, ValueError, OSError, yaml.YAMLError) as exc:
+    except (AnalyzerError, ValueError, OSError, yaml.YAMLError, pulumi.RunError) as exc:
+        # A config error (pulumi.RunError from settings.load) is already one line per
+        # problem with its file and line: no traceback.
         print(f"check could not run: {exc}", file=sys.stderr)
         return 2
 

@@ -4,12 +4,15 @@ before the program registers a single resource (settings.load() runs first in __
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
 from aimesh import settings
+from aimesh.config_source import ConfigSource
 from tools import offline
 
 MODEL = {"name": "iris", "format": "sklearn", "storageUri": "gs://models/iris"}
@@ -33,22 +36,39 @@ CASES = [
     Bad(
         "unknown-top-level-key",
         {"clusterMod": "kind"},
-        ("aimesh:clusterMod: unknown key", "clusterMode"),
+        ("aimesh:clusterMod: unknown key", 'given "kind"', "did you mean `aimesh:clusterMode`?"),
     ),
     Bad(
         "unknown-nested-key",
         {"models": [{**MODEL, "minReplica": 2}]},
-        ("aimesh:models[0].minReplica: unknown key", "minReplicas"),
+        ("aimesh:models[0].minReplica: unknown key (given 2)", "did you mean `minReplicas`?"),
     ),
     Bad(
         "unknown-deeply-nested-key",
         {"models": [{**MODEL, "resources": {"cpus": "2"}}]},
-        ("aimesh:models[0].resources.cpus: unknown key", "cpu", "memory", "gpu"),
+        ("aimesh:models[0].resources.cpus: unknown key", "did you mean `cpu`?"),
+    ),
+    Bad(
+        "unknown-key-nothing-close-few-choices",
+        {"models": [{**MODEL, "resources": {"disk": "2Gi"}}]},
+        ("aimesh:models[0].resources.disk: unknown key", "cpu", "memory", "gpu"),
     ),
     Bad(
         "wrong-enum-cluster-mode",
         {"clusterMode": "minikube"},
-        ("aimesh:clusterMode: must be one of 'kind', 'existing' or 'render'",),
+        (
+            "aimesh:clusterMode: must be one of 'kind', 'existing' or 'render'",
+            'given "minikube"',
+        ),
+    ),
+    Bad(
+        "misspelt-enum-value",
+        {
+            "models": [
+                {**MODEL, "callers": [{"namespace": "a", "serviceAccount": "b", "role": "invok"}]}
+            ]
+        },
+        ("aimesh:models[0].callers[0].role: must be one of", "did you mean `invoke`?"),
     ),
     Bad(
         "wrong-enum-egress",
@@ -231,3 +251,78 @@ def test_project_defaults_are_valid_and_secure() -> None:
     assert parsed.outbound_traffic_policy == "REGISTRY_ONLY"
     assert parsed.cluster_mode == "kind"
     assert (parsed.cert_key_algorithm, parsed.cert_key_size) == ("ECDSA", 256)
+
+
+# ---- where an error points, and what it shows ---------------------------------------------------
+
+
+STACK_FILE = """\
+config:
+  aimsh:clusterName: foo
+  kubernetes:context: kind-aimesh
+  aimesh:environment: dev
+  aimesh:grafanaAdminPasword:
+    secure: AAABAHsecret
+  aimesh:models:
+    - name: iris
+      format: sklearn
+      storageUri: gs://models/iris
+      callers:
+        - {namespace: shop, serviceAccount: web, role: invok}
+"""
+
+
+def _errors(tmp_path: Path, text: str = STACK_FILE) -> list[str]:
+    (tmp_path / "Pulumi.yaml").write_text("name: aimesh\nruntime: python\nconfig: {}\n")
+    (tmp_path / "Pulumi.t.yaml").write_text(text)
+    values = yaml.safe_load(text)["config"]
+    secret = [k for k, v in values.items() if isinstance(v, dict) and set(v) == {"secure"}]
+    source = ConfigSource.for_stack(tmp_path, "t", secret)
+    with pytest.raises(settings.ConfigError) as raised:
+        settings.parse_stack(values, source)
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "invalid stack configuration:"
+    return [line.removeprefix("  - ") for line in lines[1:]]
+
+
+def test_every_error_names_the_file_and_line_the_key_and_the_nearest_valid_key(
+    tmp_path: Path,
+) -> None:
+    errors = _errors(tmp_path)
+    stack_file = tmp_path / "Pulumi.t.yaml"
+    by_key = {e.split(": ", 2)[1]: e for e in errors}
+    assert set(by_key) == {
+        "aimsh:clusterName",
+        "aimesh:grafanaAdminPasword",
+        "aimesh:models[0].callers[0].role",
+    }
+    assert by_key["aimsh:clusterName"].startswith(f"{stack_file}:2: ")
+    assert "unknown namespace `aimsh`" in by_key["aimsh:clusterName"]
+    assert "did you mean `aimesh:clusterName`?" in by_key["aimsh:clusterName"]
+    assert by_key["aimesh:models[0].callers[0].role"].startswith(f"{stack_file}:12: ")
+    assert "did you mean `aimesh:grafanaAdminPassword`" in by_key["aimesh:grafanaAdminPasword"]
+
+
+def test_a_secret_value_is_never_shown(tmp_path: Path) -> None:
+    (secret,) = [e for e in _errors(tmp_path) if "grafanaAdminPasword" in e]
+    assert "(given [secret])" in secret
+    assert "AAAB" not in "\n".join(_errors(tmp_path))
+
+
+def test_provider_namespaces_are_not_ours_to_judge(tmp_path: Path) -> None:
+    errors = _errors(tmp_path)
+    assert not [e for e in errors if "kubernetes:" in e]
+
+
+def test_the_program_reports_the_same_errors_under_the_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """settings.load() (what `pulumi preview` runs) finds Pulumi.<stack>.yaml itself."""
+    monkeypatch.chdir(tmp_path)
+    expected = _errors(tmp_path)
+    values = yaml.safe_load(STACK_FILE)["config"]
+    config, secret_keys = offline.encode_config(values)
+    with pytest.raises(pulumi.RunError) as raised:
+        offline.evaluate(config, secret_keys=secret_keys, stack="t")
+    shown = [line.removeprefix("  - ") for line in str(raised.value).splitlines()[1:]]
+    assert [e.replace(f"{tmp_path}/", "") for e in expected] == shown
