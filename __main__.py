@@ -61,10 +61,15 @@ if config.observability:
 models = [
     SecureModel(
         model.name,
-        SecureModelArgs(model=model, gateway=gateway.reference, platform=config),
+        SecureModelArgs(
+            model=model,
+            gateway=gateway.reference,
+            platform=config,
+            setting=f"aimesh:models[{index}]",
+        ),
         opts=on_cluster(kserve.ready, mesh.ready, gateway.ready),
     )
-    for model in config.models
+    for index, model in enumerate(config.models)
 ]
 
 # Per-namespace telemetry overrides tune namespaces the models create, so they come last.

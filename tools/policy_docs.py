@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT / "policy-pack"))
 from aimesh_policies import CONCERNS, PACK_NAME, all_policies  # noqa: E402
 from aimesh_policies.framework import COMMON_CONFIG_SCHEMA, Policy  # noqa: E402
 from aimesh_policies.k8s_object import HELM_VALUES, MESH_CONFIG  # noqa: E402
+from aimesh_policies.provenance import ANNOTATION as PROVENANCE_ANNOTATION  # noqa: E402
 
 CONCERN_TITLES = {
     "mtls": "Mutual TLS",
@@ -113,6 +114,16 @@ def render() -> str:
         "Values unknown during `pulumi preview` (computed from other resources) never pass a "
         'security-critical check silently: the policy reports "cannot verify <field>: value '
         'unknown until apply".',
+        "",
+        "A violation of an object aimesh generated from a stack setting ends with a line "
+        "naming that setting and the change that fixes it, e.g. for a model nobody may call: "
+        "*In the stack file: this object is generated from `aimesh:models[1]`; add who may "
+        "call the model under `aimesh:models[1].callers` ...* "
+        f"The program marks such objects with the annotation `{PROVENANCE_ANNOTATION}`. Anyone "
+        "can write that annotation, so it only ever adds that line: which policies fail, at "
+        "which level, on which resource, never depends on it, and a value that is not a plain "
+        "setting path is ignored. Helm chart values carry no annotation: their violations stay "
+        "in Kubernetes terms.",
         "",
         "## Configuration (`--policy-pack-config`)",
         "",

@@ -77,6 +77,23 @@ def metadata(
     return meta
 
 
+# Names the stack setting an object was generated from (`aimesh:models[1]`): the policy pack
+# adds that setting, and the change that would fix it, to a violation of the object. It changes
+# the wording of a violation only, never whether there is one (policy-pack/.../provenance.py).
+SETTING_ANNOTATION = "aimesh.io/setting"
+
+
+def from_setting(manifest: dict[str, Any], setting: str) -> dict[str, Any]:
+    """`manifest`, annotated with the stack setting that generated it ('' leaves it as is).
+    Its metadata and annotations are new dicts, so shared constants are never changed."""
+    if not setting:
+        return manifest
+    meta = dict(manifest.get("metadata") or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), SETTING_ANNOTATION: setting}
+    manifest["metadata"] = meta
+    return manifest
+
+
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Helm's merge of values: maps merge key by key, anything else is replaced by `override`."""
     merged = dict(base)

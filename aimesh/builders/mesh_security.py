@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aimesh.builders.common import metadata
+from aimesh.builders.common import SETTING_ANNOTATION, metadata
 from aimesh.namespaces import ISTIO_NAMESPACE
 from aimesh.settings import Settings
 
@@ -80,7 +80,12 @@ def egress_lockdown(settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": NETWORKING_API,
         "kind": "Sidecar",
-        "metadata": metadata(MESH_DEFAULT_NAME, ISTIO_NAMESPACE, _LABELS),
+        "metadata": metadata(
+            MESH_DEFAULT_NAME,
+            ISTIO_NAMESPACE,
+            _LABELS,
+            annotations={SETTING_ANNOTATION: "aimesh:outboundTrafficPolicy"},
+        ),
         "spec": {"outboundTrafficPolicy": {"mode": settings.outbound_traffic_policy}},
     }
 

@@ -73,6 +73,8 @@ def overrides(settings: Settings) -> list[TelemetryOverride]:
 def override_resources(settings: Settings) -> dict[str, dict[str, Any]]:
     """Per-namespace Telemetry overrides keyed by resource-name suffix."""
     return {
-        f"telemetry-{o.namespace}": telemetry.namespace_telemetry(o)
-        for o in settings.telemetry_overrides
+        f"telemetry-{o.namespace}": telemetry.namespace_telemetry(
+            o, f"aimesh:telemetryOverrides[{i}]"
+        )
+        for i, o in enumerate(settings.telemetry_overrides)
     }

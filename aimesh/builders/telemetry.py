@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aimesh.builders.common import metadata
+from aimesh.builders.common import from_setting, metadata
 from aimesh.namespaces import ISTIO_NAMESPACE, OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings, TelemetryOverride
 
@@ -161,8 +161,9 @@ def mesh_telemetry(settings: Settings) -> dict[str, Any]:
     }
 
 
-def namespace_telemetry(override: TelemetryOverride) -> dict[str, Any]:
-    """A namespace's Telemetry override (fields left unset inherit the mesh-wide ones)."""
+def namespace_telemetry(override: TelemetryOverride, setting: str = "") -> dict[str, Any]:
+    """A namespace's Telemetry override (fields left unset inherit the mesh-wide ones);
+    `setting` is where the stack declares it (`aimesh:telemetryOverrides[0]`)."""
     spec: dict[str, Any] = {}
     if override.access_log_filter:
         spec["accessLogging"] = [
@@ -178,12 +179,15 @@ def namespace_telemetry(override: TelemetryOverride) -> dict[str, Any]:
                 "randomSamplingPercentage": _percent(override.tracing_sampling_percent),
             }
         ]
-    return {
-        "apiVersion": TELEMETRY_API,
-        "kind": "Telemetry",
-        "metadata": metadata("aimesh-override", override.namespace),
-        "spec": spec,
-    }
+    return from_setting(
+        {
+            "apiVersion": TELEMETRY_API,
+            "kind": "Telemetry",
+            "metadata": metadata("aimesh-override", override.namespace),
+            "spec": spec,
+        },
+        setting,
+    )
 
 
 def collector_loop_guard(collector_labels: dict[str, str]) -> dict[str, Any]:
@@ -207,6 +211,9 @@ def telemetry_resources(
     """Every Telemetry resource of the stack: mesh-wide, per-namespace overrides, loop guard."""
     return [
         mesh_telemetry(settings),
-        *(namespace_telemetry(o) for o in settings.telemetry_overrides),
+        *(
+            namespace_telemetry(o, f"aimesh:telemetryOverrides[{i}]")
+            for i, o in enumerate(settings.telemetry_overrides)
+        ),
         collector_loop_guard(collector_labels),
     ]

@@ -35,6 +35,9 @@ class SecureModelArgs:
     model: ModelSettings
     gateway: GatewayRef
     platform: ModelPlatform
+    # Where the stack declares this model (`aimesh:models[1]`): annotated on every object, so a
+    # policy violation names the setting to change. Empty for a model not from a stack file.
+    setting: str = ""
 
     def __post_init__(self) -> None:
         # A validated Settings guarantees this; any other ModelPlatform gets the same clear
@@ -62,7 +65,7 @@ class SecureModel(pulumi.ComponentResource):
     ) -> None:
         super().__init__(TYPE, name, None, aliased(opts, *OLD_TYPES))
         model = args.model
-        objects = secure_model.build(args.platform, model, args.gateway)
+        objects = secure_model.build(args.platform, model, args.gateway, args.setting)
         self.model_name = model.name
         self.endpoint = f"https://{model.name}.{args.gateway.domain}"
         self.access_rows: list[dict[str, Any]] = [row.to_dict() for row in objects.rows]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Final
 
@@ -35,6 +35,7 @@ from aimesh_policies.accessors import (
     unproxied,
 )
 from aimesh_policies.k8s_object import GroupKind, K8sObject
+from aimesh_policies.provenance import in_user_terms, setting_of
 
 
 class Level(Enum):
@@ -345,7 +346,27 @@ def evaluate(policy: Policy, obj: K8sObject, ctx: Context) -> list[Finding]:
                 seen.add(where)
                 found.append(unknown_finding(obj, where))
     found.extend(policy.check(obj, ctx))
-    return found
+    return _in_user_terms(policy, found, [obj])
+
+
+def _in_user_terms(
+    policy: Policy, found: list[Finding], objs: Sequence[K8sObject]
+) -> list[Finding]:
+    """After the verdict: a finding on an object generated from a stack setting also names
+    that setting and its fix (provenance.py). Wording only: the findings stay the same ones."""
+    settings = {o.urn: s for o in objs if (s := setting_of(o.annotations)) is not None}
+    if not settings:
+        return found
+    single = objs[0].urn if len(objs) == 1 else ""
+    out = []
+    for f in found:
+        setting = settings.get(f.urn or single)
+        out.append(
+            f
+            if setting is None
+            else replace(f, message=f.message + in_user_terms(policy.name, setting))
+        )
+    return out
 
 
 def evaluate_stack(policy: Policy, objs: Sequence[K8sObject], ctx: Context) -> list[Finding]:
@@ -359,7 +380,7 @@ def evaluate_stack(policy: Policy, objs: Sequence[K8sObject], ctx: Context) -> l
             if policy.applies_to(obj):
                 found.extend(unknown_finding(obj, where) for where in obj.unknown(path))
     found.extend(policy.check_stack(judged, ctx))
-    return found
+    return _in_user_terms(policy, found, judged)
 
 
 def evaluate_all(

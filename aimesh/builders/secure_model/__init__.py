@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aimesh.builders import access, mesh_ca
-from aimesh.builders.common import GatewayRef, ModelPlatform
+from aimesh.builders.common import GatewayRef, ModelPlatform, from_setting
 from aimesh.builders.secure_model import (
     authorization,
     egress,
@@ -70,8 +70,12 @@ class ModelObjects:
         ]
 
 
-def build(platform: ModelPlatform, model: ModelSettings, gateway: GatewayRef) -> ModelObjects:
-    """Every object of one model, from the same access rows as the access matrix."""
+def build(
+    platform: ModelPlatform, model: ModelSettings, gateway: GatewayRef, setting: str = ""
+) -> ModelObjects:
+    """Every object of one model, from the same access rows as the access matrix. `setting`
+    is where the stack declares the model (`aimesh:models[1]`); every object is annotated with
+    it, so a policy violation names the setting to change (common.from_setting)."""
     rows = access.rows(platform, model, gateway)
     objects = ModelObjects(namespace=serving.namespace(model), rows=rows)
     objects.identity.append(serving.service_account(model))
@@ -102,4 +106,6 @@ def build(platform: ModelPlatform, model: ModelSettings, gateway: GatewayRef) ->
             objects.guards.append(optional)
     objects.workload.append(serving.inference_service(model))
     objects.workload.append(serving.virtual_service(platform, model, gateway))
+    for manifest in objects.all():
+        from_setting(manifest, setting)
     return objects
