@@ -561,7 +561,7 @@ def test_a_config_error_is_reported_with_file_and_line_never_a_traceback(
     )
     monkeypatch.chdir(tmp_path)  # where the program looks for Pulumi.<stack>.yaml
     monkeypatch.delenv("POLICY_PACK_CONFIG", raising=False)  # make sets it relative to the repo
-    monkeypatch.setattr(offline, "stack_config", partial(offline.stack_config, root=tmp_path))
+    monkeypatch.setattr(offline, "stack_inputs", partial(offline.stack_inputs, root=tmp_path))
     assert check.main(["--stack", "typo"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err

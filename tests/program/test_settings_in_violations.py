@@ -67,7 +67,7 @@ def test_make_check_names_the_setting_and_its_fix(
     (tmp_path / "Pulumi.weak.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("POLICY_PACK_CONFIG", raising=False)
-    monkeypatch.setattr(offline, "stack_config", partial(offline.stack_config, root=tmp_path))
+    monkeypatch.setattr(offline, "stack_inputs", partial(offline.stack_inputs, root=tmp_path))
     monkeypatch.setenv("COLUMNS", "200")
 
     assert (
