@@ -1,8 +1,9 @@
 """aimesh: wiring only. Settings -> components -> stack outputs.
 
 The knowledge lives in builders/ (pure functions); components/ register what builders return.
-Order: Cluster -> CertManager -> Istio -> KServe / MeshSecurity / Gateway / Observability ->
-one SecureModel per model. Every step names what it waits for, so one `pulumi up` converges.
+Order: Cluster -> Guardrails (admission policies, so everything after is admitted by them) ->
+CertManager -> Istio -> KServe / MeshSecurity / Gateway / Observability -> one SecureModel per
+model. Every step names what it waits for, so one `pulumi up` converges.
 """
 
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from aimesh.components import (
     ExtraObjectsArgs,
     Gateway,
     GatewayArgs,
+    Guardrails,
+    GuardrailsArgs,
     Istio,
     IstioArgs,
     KServe,
@@ -46,6 +49,7 @@ def on_cluster(*after: Sequence[pulumi.Resource]) -> pulumi.ResourceOptions:
     )
 
 
+guardrails = Guardrails("aimesh", GuardrailsArgs(config), opts=on_cluster())
 cert_manager = CertManager("aimesh", CertManagerArgs(config), opts=on_cluster())
 istio = Istio("aimesh", IstioArgs(config), opts=on_cluster(cert_manager.ready))
 kserve = KServe("aimesh", KServeArgs(config), opts=on_cluster(cert_manager.ready, istio.ready))
@@ -67,7 +71,7 @@ models = [
             platform=config,
             setting=f"aimesh:models[{index}]",
         ),
-        opts=on_cluster(kserve.ready, mesh.ready, gateway.ready),
+        opts=on_cluster(guardrails.ready, kserve.ready, mesh.ready, gateway.ready),
     )
     for index, model in enumerate(config.models)
 ]

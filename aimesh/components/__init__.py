@@ -12,6 +12,7 @@ from aimesh.components.cert_manager import CertManager, CertManagerArgs
 from aimesh.components.cluster import Cluster, ClusterArgs
 from aimesh.components.extra_objects import ExtraObjects, ExtraObjectsArgs
 from aimesh.components.gateway import Gateway, GatewayArgs
+from aimesh.components.guardrails import Guardrails, GuardrailsArgs
 from aimesh.components.istio import Istio, IstioArgs
 from aimesh.components.kserve import KServe, KServeArgs
 from aimesh.components.mesh_ca import MeshCA, MeshCAArgs
@@ -34,6 +35,8 @@ __all__ = [
     "Gateway",
     "GatewayArgs",
     "GatewayRef",
+    "Guardrails",
+    "GuardrailsArgs",
     "Istio",
     "IstioArgs",
     "KServe",

@@ -20,6 +20,12 @@ from aimesh.builders.secure_model.meta import (
 from aimesh.settings import ModelSettings
 
 CANARY_NAME = "canary"
+# Pod Security Admission in model namespaces: `restricted` enforced, pinned to the oldest
+# Kubernetes minor aimesh supports (versions.MIN_KUBERNETES), so a cluster upgrade never changes
+# what is enforced. Istio's CNI node agent sets up traffic redirection, so no pod here needs
+# istio-init's NET_ADMIN/NET_RAW (docs/security.md, "Pod Security per namespace").
+POD_SECURITY_LEVEL = "restricted"
+POD_SECURITY_VERSION = "v1.33"
 
 
 def predictor_service_account(model: ModelSettings) -> str:
@@ -34,8 +40,9 @@ def service_host(model: ModelSettings, version: str = "stable") -> str:
 
 
 def namespace(model: ModelSettings) -> dict[str, Any]:
-    """The model's namespace: sidecar-injected; Pod Security warns/audits at `restricted`
-    (enforcing it would reject istio-init's NET_ADMIN when Istio runs without its CNI)."""
+    """The model's namespace: sidecar-injected, Pod Security `restricted` enforced (and warned
+    and audited). Its security labels are kept by the `namespace-keep-security-labels`
+    guardrail; managers have no Namespace rights anyway."""
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -44,8 +51,10 @@ def namespace(model: ModelSettings) -> dict[str, Any]:
             labels={
                 **model_labels(model),
                 "istio-injection": "enabled",
-                "pod-security.kubernetes.io/warn": "restricted",
-                "pod-security.kubernetes.io/audit": "restricted",
+                "pod-security.kubernetes.io/enforce": POD_SECURITY_LEVEL,
+                "pod-security.kubernetes.io/enforce-version": POD_SECURITY_VERSION,
+                "pod-security.kubernetes.io/warn": POD_SECURITY_LEVEL,
+                "pod-security.kubernetes.io/audit": POD_SECURITY_LEVEL,
             },
         ),
     }

@@ -15,16 +15,33 @@ from aimesh.settings import ModelSettings
 WINDOW_ROLE = "window-controller"
 
 
+WINDOW_LABEL = "aimesh.io/window"
+
+
+def closed_spec(model: ModelSettings) -> dict[str, Any]:
+    """The window policy's spec while closed: an ALLOW with no rules, which allows nothing."""
+    return {"selector": {"matchLabels": workload_selector(model)}, "action": "ALLOW"}
+
+
+def open_spec(model: ModelSettings, row: access.AccessRow) -> dict[str, Any]:
+    """The window policy's spec while open: the closed spec plus exactly the row's rule. These
+    two are the only shapes the controller's identity may write (builders/guardrails.py)."""
+    return {**closed_spec(model), "rules": [row.rule()]}
+
+
+def controller_service_account(row: access.AccessRow) -> str:
+    """The identity that opens and closes `row`'s window (one per batch caller)."""
+    return access.short_name(row.policy, "ctl")
+
+
 def window_policy(model: ModelSettings, row: access.AccessRow) -> dict[str, Any]:
     """The batch caller's ALLOW, created CLOSED (no rules: allows nothing). Its CronJobs set
     `rules` to `open_patch(row)` when a window opens and remove them when it closes."""
     return {
         "apiVersion": SECURITY_API,
         "kind": "AuthorizationPolicy",
-        "metadata": metadata(
-            row.policy, model.ns, {**model_labels(model), "aimesh.io/window": "batch"}
-        ),
-        "spec": {"selector": {"matchLabels": workload_selector(model)}, "action": "ALLOW"},
+        "metadata": metadata(row.policy, model.ns, {**model_labels(model), WINDOW_LABEL: "batch"}),
+        "spec": closed_spec(model),
     }
 
 
@@ -40,14 +57,19 @@ def close_patch() -> dict[str, Any]:
 
 def window_controller(model: ModelSettings, row: access.AccessRow) -> list[dict[str, Any]]:
     """ServiceAccount + Role (get/patch of exactly the row's policy) + RoleBinding + one
-    CronJob per window edge. The pods run kubectl only (no shell), unprivileged, read-only."""
-    sa = access.short_name(row.policy, "ctl")
+    CronJob per window edge. The pods run kubectl only (no shell), unprivileged, read-only.
+
+    The service account mounts no token by default: only the CronJob's own pods ask for one,
+    so a pod that merely names this identity gets no credential from it (and the admission
+    guardrails refuse such pods anyway)."""
+    sa = controller_service_account(row)
     labels = {**model_labels(model), ROLE_LABEL: WINDOW_ROLE}
     out: list[dict[str, Any]] = [
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
             "metadata": metadata(sa, model.ns, labels),
+            "automountServiceAccountToken": False,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -121,6 +143,9 @@ def _cronjob(
                         "metadata": {"labels": pod_labels},
                         "spec": {
                             "serviceAccountName": sa,
+                            # kubectl needs the API token; this pod is the one place it is
+                            # mounted (the service account itself opts out).
+                            "automountServiceAccountToken": True,
                             "restartPolicy": "OnFailure",
                             "securityContext": {
                                 "runAsNonRoot": True,
