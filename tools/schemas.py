@@ -209,6 +209,48 @@ def validate_core(manifest: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def type_errors(manifest: Mapping[str, Any]) -> list[str]:
+    """Values of the wrong JSON type (a string where the schema wants a boolean, a scalar where
+    it wants a list), ignoring missing required fields and unknown ones. The API server fails
+    to decode such an object, so it never reaches admission (a ValidatingAdmissionPolicy)."""
+    import jsonschema
+
+    if is_custom(manifest):
+        group, version = _split_api_version(str(manifest.get("apiVersion", "")))
+        schema = crd_schemas().get((group, version, str(manifest.get("kind", ""))))
+        if schema is None:
+            return [f"no upstream CRD serves {manifest.get('apiVersion')} {manifest.get('kind')}"]
+        validator: Any = jsonschema.Draft7Validator(schema)
+    else:
+        validator = _core_validator(str(manifest.get("apiVersion", "")), str(manifest.get("kind")))
+    return [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(dict(manifest))
+        if e.validator == "type"
+    ]
+
+
+def _core_validator(api_version: str, kind: str) -> Any:
+    import re
+
+    import jsonschema
+    import referencing
+    from kubernetes_validate import utils
+
+    version = [
+        v
+        for v in utils.all_versions()
+        if utils.major_minor(v) <= utils.major_minor(KUBERNETES_SCHEMA_VERSION)
+    ][-1]
+    directory = f"kubernetes-json-schema/v{version}-local"
+    name = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    schema = utils.schema_contents(f"{directory}/{kind.lower()}-{name}.json", version)
+    definitions = utils.schema_contents(f"{directory}/_definitions.json", version)
+    registry: Any = referencing.Resource.from_contents(schema) @ referencing.Registry()
+    registry = referencing.Resource.from_contents(definitions) @ registry
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
 def is_custom(manifest: Mapping[str, Any]) -> bool:
     group, _ = _split_api_version(str(manifest.get("apiVersion", "")))
     return ("." in group and not group.endswith(".k8s.io")) or group.endswith(

@@ -152,8 +152,9 @@ def _pod(spec: str, meta: str, outer: str) -> str:
 
 
 def _template_pods(template: str) -> str:
-    meta = f"({cel.present(template + '.metadata')} ? {template}.metadata : {{}})"
-    return f"({cel.present(template + '.spec')} ? [{_pod(template + '.spec', meta, '{}')}] : [])"
+    meta = f"(has({template}.metadata) ? {template}.metadata : {{}})"
+    spec = f"(has({template}.spec) ? {template}.spec : {{}})"
+    return f"({cel.present(template)} ? [{_pod(spec, meta, '{}')}] : [])"
 
 
 def _isvc_pods() -> str:

@@ -10,6 +10,12 @@ from aimesh.builders.common import deep_merge
 from aimesh.namespaces import ISTIO_NAMESPACE
 from aimesh.settings import Settings
 
+# Istio's CNI node agent runs in kube-system: it is a node agent (host paths, NET_ADMIN, AppArmor
+# unconfined) and kube-system is where node agents live (its chart excludes kube-system's own
+# pods from redirection, and managed clusters reserve the system-node-critical priority for it).
+CNI_NAMESPACE = "kube-system"
+CNI_RELEASE = "istio-cni"
+
 # Fixed names of the ingress gateway (release, Deployment, Service, ServiceAccount).
 GATEWAY_NAME = "aimesh-ingressgateway"
 GATEWAY_LABELS = {"app": GATEWAY_NAME, "istio": "ingressgateway"}
@@ -57,13 +63,31 @@ def istiod_mesh_config(settings: Settings) -> dict[str, Any]:
     return deep_merge(fragment, mesh_config(settings))
 
 
+def cni_values(settings: Settings) -> dict[str, Any]:
+    """Values of the `cni` chart: the chart's defaults (chained plugin, /opt/cni/bin and
+    /etc/cni/net.d, kube-system excluded) fit kind and kubeadm-style nodes."""
+    return {}
+
+
 def istiod_values(settings: Settings) -> dict[str, Any]:
     """Values of the `istiod` chart: the hardened mesh config, JSON control-plane logs,
     replicas from config (autoscaling never below them), kind-sized requests on kind, and the
     mesh CA's settings (builders/mesh_ca.py: workload certificate lifetime; with cert-manager as
-    the CA, istiod's CA off and every agent sent to istio-csr)."""
+    the CA, istiod's CA off and every agent sent to istio-csr).
+
+    Injection for Pod Security `restricted`: with `cni.enabled` the injector adds no istio-init
+    (NET_ADMIN/NET_RAW) but an unprivileged `istio-validation` check, the proxy runs with the
+    RuntimeDefault seccomp profile, and native sidecars are on unconditionally (the program
+    refuses clusters older than 1.33), so the storage initializer always runs after the proxy
+    is up, never outside it."""
     values: dict[str, Any] = {
-        "global": {"istioNamespace": ISTIO_NAMESPACE, "logAsJson": True},
+        "global": {
+            "istioNamespace": ISTIO_NAMESPACE,
+            "logAsJson": True,
+            "proxy": {"seccompProfile": {"type": "RuntimeDefault"}},
+        },
+        "cni": {"enabled": True},
+        "env": {"ENABLE_NATIVE_SIDECARS": "true"},
         "meshConfig": istiod_mesh_config(settings),
         "replicaCount": settings.istiod_replicas,
         "autoscaleMin": settings.istiod_replicas,

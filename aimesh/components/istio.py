@@ -21,10 +21,10 @@ from aimesh.settings import Settings
 
 
 def chart_specs(settings: Settings) -> dict[str, ChartSpec]:
-    """The three Istio charts. base and istiod are v3 Releases: istiod rewrites their
+    """The four Istio charts. base and istiod are v3 Releases: istiod rewrites their
     validating webhooks at runtime (failurePolicy Ignore -> Fail, caBundle), which Helm's
-    upgrade tolerates and a v4-managed object would fight. The gateway is a v4 Chart: plain
-    Deployment/Service/RBAC that CrossGuard should see."""
+    upgrade tolerates and a v4-managed object would fight. The CNI node agent and the gateway
+    are v4 Charts: plain DaemonSet/Deployment/Service/RBAC that CrossGuard should see."""
     return {
         "base": ChartSpec(
             release="istio-base",
@@ -32,6 +32,14 @@ def chart_specs(settings: Settings) -> dict[str, ChartSpec]:
             namespace=ISTIO_NAMESPACE,
             values=builders.base_values(settings),
             mutated_at_runtime=True,
+            version=versions.ISTIO,
+            repo=versions.ISTIO_REPO,
+        ),
+        "cni": ChartSpec(
+            release=builders.CNI_RELEASE,
+            chart="cni",
+            namespace=builders.CNI_NAMESPACE,
+            values=builders.cni_values(settings),
             version=versions.ISTIO,
             repo=versions.ISTIO_REPO,
         ),
@@ -72,6 +80,7 @@ class Istio(pulumi.ComponentResource):
     ready: list[pulumi.Resource]
     gateway_address: pulumi.Output[str]
     base: pulumi.Resource
+    cni: pulumi.Resource
     istiod: pulumi.Resource
     gateway: pulumi.Resource
 
@@ -111,9 +120,17 @@ class Istio(pulumi.ComponentResource):
         ca: list[pulumi.Resource] = []
         if settings.mesh_ca == "cert-manager":
             ca = MeshCA(name, MeshCAArgs(settings), opts=child(system_ns)).ready
+        # The CNI node agent must redirect traffic before the first injected pod starts: with
+        # it, injected pods carry no privileged istio-init and meet Pod Security `restricted`.
+        self.cni = install(
+            f"{name}-istio-cni", specs["cni"], settings=settings, opts=child(self.base)
+        )
         # istiod serves the validating webhook of every Istio CR and injects sidecars.
         self.istiod = install(
-            f"{name}-istiod", specs["istiod"], settings=settings, opts=child(self.base, *ca)
+            f"{name}-istiod",
+            specs["istiod"],
+            settings=settings,
+            opts=child(self.base, self.cni, *ca),
         )
         # The gateway's pods are injected by istiod, so it waits for a ready istiod.
         self.gateway = install(
@@ -122,7 +139,7 @@ class Istio(pulumi.ComponentResource):
             settings=settings,
             opts=child(ingress_ns, self.istiod),
         )
-        self.ready = [self.base, self.istiod, self.gateway]
+        self.ready = [self.base, self.cni, self.istiod, self.gateway]
 
         static = static_gateway_address(settings)
         if static is not None or not isinstance(self.gateway, k8s.helm.v4.Chart):

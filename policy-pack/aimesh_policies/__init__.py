@@ -44,6 +44,7 @@ CONCERNS: Final = (
     "protection",
     "decoding",
     "pki",
+    "guardrails",
 )
 
 

@@ -26,7 +26,8 @@ from aimesh_policies.framework import (
 from aimesh_policies.k8s_object import HELM_VALUES, K8sObject
 from aimesh_policies.meshlib import NAMESPACE, namespace_of
 from aimesh_policies.objects import ISTIOD_CHARTS, is_istiod_values
-from aimesh_policies.pods import KSERVE_GROUP, POD_TEMPLATE_PATHS, pods
+from aimesh_policies.pods import KSERVE_GROUP, POD_TEMPLATE_PATHS
+from aimesh_policies.workload import meta_owner, pod_views
 
 INJECTION_LABEL: Final = "istio-injection"
 REVISION_LABEL: Final = "istio.io/rev"
@@ -111,7 +112,7 @@ def _opt_out(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
         return
     for where in pod_meta_unknowns(obj):
         yield unknown_finding(obj, where)
-    for pod in pods(obj):
+    for pod in pod_views(obj):
         label = pod.labels.get(INJECT)
         annotation = pod.annotations.get(INJECT)
         # The label wins over the (older) annotation when both are set.
@@ -119,7 +120,7 @@ def _opt_out(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
         if decisive is not None and decisive.strip().lower() == "false":
             yield finding(
                 obj,
-                f"{_owner(obj, pod.meta_path, kind, INJECT)}.{kind}.{INJECT}",
+                f"{meta_owner(obj, pod.meta_path, kind, INJECT)}.{kind}.{INJECT}",
                 "opts out of sidecar injection: the pod runs outside the mesh (no mTLS, no "
                 "authorization, no telemetry)",
                 f'remove {INJECT}: "false" (or exempt the workload in exemptWorkloads)',
@@ -129,21 +130,12 @@ def _opt_out(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
             # Ambient mode's per-pod opt-out: ztunnel stops capturing the pod's traffic.
             yield finding(
                 obj,
-                f"{_owner(obj, pod.meta_path, 'labels', DATAPLANE_LABEL)}.labels.{DATAPLANE_LABEL}",
+                f"{meta_owner(obj, pod.meta_path, 'labels', DATAPLANE_LABEL)}"
+                f".labels.{DATAPLANE_LABEL}",
                 "opts out of the ambient mesh: the pod's traffic bypasses ztunnel (no mTLS, "
                 "no authorization, no telemetry)",
                 f"remove {DATAPLANE_LABEL}: none (or exempt the workload in exemptWorkloads)",
             )
-
-
-def _owner(obj: K8sObject, meta_path: str, kind: str, key: str) -> str:
-    """Where a pod's label/annotation was set: the component, or (KServe copies them) the
-    InferenceService's own metadata."""
-    if meta_path != "metadata" and key in as_map(get(obj.get(meta_path), kind)):
-        return meta_path
-    if obj.group == KSERVE_GROUP and key in as_map(get(obj.body, f"metadata.{kind}")):
-        return "metadata"
-    return meta_path
 
 
 def _decides(key: str) -> bool:
@@ -153,7 +145,7 @@ def _decides(key: str) -> bool:
 def pod_meta_unknowns(obj: K8sObject) -> list[str]:
     """Unknown pod labels/annotations that decide injection or capture (a computed unrelated
     label does not matter)."""
-    metas = {p.meta_path for p in pods(obj)}
+    metas = {p.meta_path for p in pod_views(obj)}
     if obj.group == KSERVE_GROUP:
         metas.add("metadata")
     found: list[str] = []
@@ -187,6 +179,11 @@ def _ports(value: str) -> list[str]:
     return [p.strip() for p in value.split(",") if p.strip()]
 
 
+# The injector excludes the proxy's status port (15020) from inbound capture in every pod and
+# writes that into the pod's own annotation: excluding it explicitly changes nothing.
+STATUS_PORT: Final = 15020
+
+
 def capture_problems(
     settings: Mapping[str, str], exempt_ports: frozenset[int]
 ) -> list[tuple[str, str]]:
@@ -197,7 +194,8 @@ def capture_problems(
         value = settings.get(key)
         if value is None:
             continue
-        ports = [p for p in _ports(value) if as_int(p) not in exempt_ports]
+        exempt = exempt_ports | {STATUS_PORT} if key == "excludeInboundPorts" else exempt_ports
+        ports = [p for p in _ports(value) if as_int(p) not in exempt]
         if ports:
             problems.append((key, f"excludes ports {','.join(ports)} from capture"))
     for key in _ANY_VALUE_EXCLUDES:
@@ -223,7 +221,7 @@ def _capture(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
         return
     for where in pod_meta_unknowns(obj):
         yield unknown_finding(obj, where)
-    for pod in pods(obj):
+    for pod in pod_views(obj):
         settings = {
             k[len(CAPTURE) :]: v for k, v in pod.annotations.items() if k.startswith(CAPTURE)
         }
@@ -234,7 +232,7 @@ def _capture(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
             name = INTERCEPTION if key == "interceptionMode" else CAPTURE + key
             yield finding(
                 obj,
-                f"{_owner(obj, pod.meta_path, 'annotations', name)}.annotations.{name}",
+                f"{meta_owner(obj, pod.meta_path, 'annotations', name)}.annotations.{name}",
                 f"{problem}: that traffic bypasses the sidecar (no mTLS, authorization or "
                 "egress control)",
                 f"remove the {name} annotation ("

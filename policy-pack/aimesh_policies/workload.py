@@ -21,6 +21,7 @@ from aimesh_policies.accessors import (
     as_list,
     as_map,
     as_str,
+    get,
     str_list,
     str_map,
 )
@@ -49,7 +50,13 @@ from aimesh_policies.pods import (
 # The Envoy sidecar's UID and GID: Istio's iptables `RETURN` packets whose owner is this user or
 # this group, so a workload running as either escapes outbound capture entirely.
 PROXY_UID: Final = 1337
-PROXY_CONTAINERS: Final = frozenset({"istio-proxy", "istio-init"})
+# istio-validation replaces istio-init when Istio's CNI node agent does the redirection.
+PROXY_CONTAINERS: Final = frozenset({"istio-proxy", "istio-init", "istio-validation"})
+# Istio writes this annotation on every Pod it injects.
+INJECTED: Final = "sidecar.istio.io/status"
+# KServe runs its storage initializer as this UID when the annotation is set (meant for Istio's
+# CNI with DNS capture): set to 1337, the model download leaves the sidecar's capture.
+STORAGE_INITIALIZER_UID: Final = "serving.kserve.io/storage-initializer-uid"
 # Capabilities that let a container rewrite the pod's iptables or forge packets around the proxy
 # (ALL includes both). Kubernetes accepts names with or without the CAP_ prefix, any case.
 ESCAPE_CAPABILITIES: Final = frozenset({"NET_ADMIN", "NET_RAW", "ALL"})
@@ -108,15 +115,11 @@ def _view(obj: K8sObject, spec: Mapping[str, Any], at: str) -> PodView:
 
 
 def pod_views(obj: K8sObject) -> list[PodView]:
-    """Every pod (template) of `obj`: the shared `objects.pods`, plus serving runtimes (their
-    containers become the predictor pod's) and InferenceService canary predictors."""
+    """Every pod (template) of `obj`: the shared `objects.pods` (serving runtimes included:
+    their containers become the predictor pod's), plus InferenceService canary predictors."""
     views = pods(obj)
-    if obj.is_(KSERVE_GROUP, "ServingRuntime", "ClusterServingRuntime"):
-        views.append(_view(obj, obj.spec, "spec"))
-        worker = obj.spec.get("workerSpec")
-        if isinstance(worker, Mapping):
-            views.append(_view(obj, worker, "spec.workerSpec"))
-    elif obj.is_(KSERVE_GROUP, "InferenceService"):
+    # (Cluster)ServingRuntimes (spec and workerSpec) are among `pods` already.
+    if obj.is_(KSERVE_GROUP, "InferenceService"):
         for i, item in enumerate(as_list(obj.spec.get("canary"))):
             predictor = as_map(item).get("predictor") if isinstance(item, Mapping) else None
             if isinstance(predictor, Mapping):
@@ -141,6 +144,16 @@ def pod_views(obj: K8sObject) -> list[PodView]:
     return views
 
 
+def meta_owner(obj: K8sObject, meta_path: str, kind: str, key: str) -> str:
+    """Where a pod's label/annotation (`kind`) was set: the component, or (KServe copies them)
+    the InferenceService's own metadata."""
+    if meta_path != "metadata" and key in as_map(get(obj.get(meta_path), kind)):
+        return meta_path
+    if obj.group == KSERVE_GROUP and key in as_map(get(obj.body, f"metadata.{kind}")):
+        return "metadata"
+    return meta_path
+
+
 def _container_name(container: Mapping[str, Any], path: str) -> str:
     name = as_str(container.get("name"))
     if name:
@@ -151,12 +164,15 @@ def _container_name(container: Mapping[str, Any], path: str) -> str:
 
 def _is_proxy(obj: K8sObject, ctx: Context, container: Mapping[str, Any]) -> bool:
     """Istio's own proxy containers, where they legitimately run as 1337 with NET_ADMIN: in a
-    control-plane or gateway namespace, or wherever the injector replaces the container
-    (`image: auto`, the gateway chart's idiom: a pod the injector skipped never starts)."""
+    control-plane or gateway namespace, wherever the injector replaces the container
+    (`image: auto`, the gateway chart's idiom: a pod the injector skipped never starts), and in
+    a Pod the injector has processed (what admission sees)."""
     if as_str(container.get("name")) not in PROXY_CONTAINERS:
         return False
     namespace = obj.namespace
     if ctx.is_control_plane(namespace) or namespace in ctx.gateway_namespaces:
+        return True
+    if obj.is_("", "Pod") and INJECTED in obj.annotations:
         return True
     return as_str(container.get("image")) == "auto"
 
@@ -323,6 +339,16 @@ def _proxy_identity(obj: K8sObject, ctx: Context, view: PodView) -> Iterator[Fin
                 "not capture their traffic",
                 f"set {key} to another non-root ID at pod level",
             )
+    uid = view.annotations.get(STORAGE_INITIALIZER_UID)
+    if uid is not None and uid == str(PROXY_UID):
+        yield finding(
+            obj,
+            f"{meta_owner(obj, view.meta_path, 'annotations', STORAGE_INITIALIZER_UID)}"
+            f".annotations.{STORAGE_INITIALIZER_UID}",
+            "runs KServe's storage initializer as 1337, the sidecar proxy's identity: the model "
+            "download bypasses the sidecar (and egress control)",
+            f"remove the {STORAGE_INITIALIZER_UID} annotation",
+        )
 
 
 def _fixer(
@@ -575,8 +601,9 @@ POLICIES: Final = (
         remediation="Set runAsUser / runAsGroup to another non-root ID (pod and container "
         "level); only Istio's own proxy containers run as 1337.",
         catches="runAsUser or runAsGroup 1337 at container level, or at pod level when a "
-        "container inherits it; Istio's istio-proxy/istio-init containers are exempt in "
-        "control-plane and gateway namespaces and when their image is `auto`.",
+        "container inherits it, and KServe's serving.kserve.io/storage-initializer-uid: 1337; "
+        "Istio's istio-proxy/istio-init/istio-validation containers are exempt in control-plane "
+        "and gateway namespaces, when their image is `auto` and in Pods Istio has injected.",
         check=_each_pod(_proxy_identity),
         kinds=WORKLOAD_KINDS,
     ),
@@ -606,4 +633,4 @@ POLICIES: Final = (
     ),
 )
 
-__all__ = ["POLICIES", "pod_views"]
+__all__ = ["POLICIES", "meta_owner", "pod_views"]

@@ -161,6 +161,7 @@ def test_chart_methods_on_a_cluster(existing: offline.Evaluation) -> None:
         "aimesh-istio-base": RELEASE,
         "aimesh-istiod": RELEASE,
         # Everything else: v4 Charts, every object visible to CrossGuard.
+        "aimesh-istio-cni": CHART,
         "aimesh-ingressgateway": CHART,
         "aimesh-kserve-crd": CHART,
         "aimesh-kserve": CHART,
@@ -195,6 +196,7 @@ def test_releases_wait_for_readiness_and_hook_jobs(existing: offline.Evaluation)
         ),
         ("aimesh-istio-base", "istio-base", "base", versions.ISTIO, versions.ISTIO_REPO),
         ("aimesh-istiod", "istiod", "istiod", versions.ISTIO, versions.ISTIO_REPO),
+        ("aimesh-istio-cni", "istio-cni", "cni", versions.ISTIO, versions.ISTIO_REPO),
         (
             "aimesh-ingressgateway",
             "aimesh-ingressgateway",
@@ -262,6 +264,8 @@ def test_issuer_chain_waits_for_cert_manager_and_each_other(kind: offline.Evalua
 def test_istio_order(kind: offline.Evaluation) -> None:
     assert _depends_on(kind, "aimesh-istio-base", "aimesh-istio-system-ns")
     assert _depends_on(kind, "aimesh-istiod", "aimesh-istio-base")
+    # Injected pods need the CNI node agent's redirection before istiod injects any.
+    assert _depends_on(kind, "aimesh-istiod", "aimesh-istio-cni")
     # Gateway pods are injected by istiod into the injected namespace.
     assert _depends_on(kind, "aimesh-ingressgateway", "aimesh-istiod", "aimesh-istio-ingress-ns")
 
@@ -306,6 +310,7 @@ def test_charts_wait_for_their_namespace(kind: offline.Evaluation) -> None:
                 "aimesh-istio-system-ns",
                 "aimesh-istio-ingress-ns",
                 "aimesh-istio-base",
+                "aimesh-istio-cni",
                 "aimesh-istiod",
                 "aimesh-ingressgateway",
             },

@@ -339,14 +339,14 @@ def test_numbers_arriving_as_doubles_are_shown_as_integers(
         name="istiod",
         properties={
             "chart": "istiod",
-            "values": {"global": {"proxy": {"excludeInboundPorts": 15020}}},
+            "values": {"global": {"proxy": {"excludeInboundPorts": 15010}}},
         },
     )
     expected = {
         gateway.urn: "port 80 serves plain HTTP",
         entry.urn: "port 5432 (TCP)",
         pod.urn: "binds node port 8443:",
-        istiod.urn: "excludes ports 15020 from capture",
+        istiod.urn: "excludes ports 15010 from capture",
     }
     for resource in (gateway, entry, pod, istiod):
         messages = [d.message for d in configured.client.analyze(resource).diagnostics]

@@ -83,6 +83,22 @@ def test_istiod_is_kind_sized_on_kind() -> None:
     assert istio.istiod_values(_settings())["resources"]["requests"]["memory"] == "256Mi"
 
 
+def test_injection_meets_pod_security_restricted() -> None:
+    # With the CNI node agent the injector adds istio-validation (no capabilities) instead of
+    # istio-init (NET_ADMIN, NET_RAW, root); the proxy gets a seccomp profile of its own; native
+    # sidecars start the proxy before the storage initializer.
+    values = istio.istiod_values(_settings(**EXISTING))
+    assert values["cni"] == {"enabled": True}
+    assert values["global"]["proxy"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert values["env"]["ENABLE_NATIVE_SIDECARS"] == "true"
+    assert "privileged" not in values["global"]["proxy"]
+
+
+def test_cni_node_agent_runs_in_kube_system_with_chart_defaults() -> None:
+    assert istio.CNI_NAMESPACE == "kube-system"
+    assert istio.cni_values(_settings()) == {}
+
+
 def test_base_keeps_the_default_revision_validator() -> None:
     assert istio.base_values(_settings())["defaultRevision"] == "default"
 
