@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import pulumi
 
-from aimesh import settings
+from aimesh import cluster_version, settings
 from aimesh.components import (
     CertManager,
     CertManagerArgs,
@@ -37,6 +37,8 @@ from aimesh.components import (
 )
 
 config = settings.load()
+# Refuses (before anything is registered) a Kubernetes without native sidecars.
+cluster_version.check(config)
 
 cluster = Cluster("aimesh", ClusterArgs(config))
 

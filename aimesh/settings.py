@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -111,6 +112,41 @@ def _storage_uri(value: str) -> str:
 
 
 StorageUri = Annotated[str, AfterValidator(_storage_uri)]
+
+# With the `v`: stack config reaches the program as JSON text, where a bare 1.30 is the number 1.3.
+_KUBERNETES_VERSION = re.compile(r"^v1\.[0-9]+(\.[0-9]+)?$")
+
+
+def _kubernetes_version(value: Any) -> str:
+    if not isinstance(value, str) or not _KUBERNETES_VERSION.match(value):
+        raise ValueError(
+            f"{value!r} is not a Kubernetes version with its v (e.g. 'v1.35' or 'v1.35.2')"
+        )
+    return value
+
+
+def _label_pair(value: str) -> str:
+    key, sep, label = value.partition("=")
+    if not sep or not key or "," in value or not re.match(r"^[A-Za-z0-9._/-]+$", key + label):
+        raise ValueError(f"{value!r} is not one label as key=value (e.g. 'k8s-app=kube-dns')")
+    return value
+
+
+def _cidr(value: str) -> str:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(
+            f"{value!r} is not a CIDR block (e.g. '169.254.20.10/32'): {exc}"
+        ) from None
+    return value
+
+
+KubernetesVersion = Annotated[str, BeforeValidator(_kubernetes_version)]
+LabelPair = Annotated[str, AfterValidator(_label_pair)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
 
 
 class _Model(BaseModel):
@@ -509,8 +545,17 @@ class Settings(_Model):
     # existing only: a kubeconfig path or its YAML content, and/or a context in it.
     kubeconfig: str | None = None
     kube_context: str | None = None
-    # render only: where the provider writes the manifests.
+    # render only: where the provider writes the manifests, and the Kubernetes they are for
+    # (existing clusters are asked; kind runs the pinned node image).
     render_dir: str = "rendered"
+    kubernetes_version: KubernetesVersion = "v1.35"
+    # DNS egress from model namespaces: the DNS pods (one label each, in `dnsNamespace`) and
+    # addresses (NodeLocal DNSCache listens on a link-local address on every node).
+    dns_namespace: DnsLabel = "kube-system"
+    dns_pod_labels: list[LabelPair] = Field(
+        default=["k8s-app=kube-dns", "k8s-app=node-local-dns"], min_length=1
+    )
+    dns_egress_cidrs: list[Cidr] = ["169.254.20.10/32"]
 
     # Where Helm charts come from (docs/platform.md, "Offline chart sources"): the upstream
     # repositories; a directory of `helm pull` archives (<chart>-<version>.tgz) or unpacked

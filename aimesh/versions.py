@@ -37,6 +37,11 @@ KIND_NODE_IMAGE = (
     "kindest/node:v1.35.0@sha256:452d707d4862f52530247495d180205e029056831160e22870e37e3f6c1ac31f"
 )
 KUBERNETES_SCHEMA_VERSION = "1.35.0"
+# The Kubernetes the kind node image runs (what the program checks in kind mode).
+KIND_NODE_VERSION = "v1.35.0"
+# The oldest Kubernetes aimesh installs onto: native sidecars (GA in 1.33) start Istio's proxy
+# before KServe's storage initializer (aimesh/cluster_version.py).
+MIN_KUBERNETES = (1, 33)
 
 # The image batch-window CronJobs patch their AuthorizationPolicy with (kubectl as entrypoint,
 # no shell). Kept at the cluster's minor version (kubectl supports +/-1 minor skew).

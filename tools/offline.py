@@ -10,6 +10,7 @@ the engine for.
 from __future__ import annotations
 
 import json
+import os
 import re
 import runpy
 from collections.abc import Callable, Mapping
@@ -27,7 +28,7 @@ from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from aimesh import settings
+from aimesh import cluster_version, settings, versions
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "aimesh"
@@ -385,7 +386,15 @@ def evaluate(
     )
     # A fresh root stack per run, finished after the program so its exports are recorded.
     pulumi_settings.ROOT.set(None)
-    _sync_await(run_in_stack(lambda: _run_program(program)))
+    # No cluster to ask: an existing-cluster stack is evaluated for the pinned Kubernetes (a
+    # caller's own AIMESH_ASSUME_KUBERNETES_VERSION wins).
+    preset = cluster_version.ASSUME_ENV in os.environ
+    os.environ.setdefault(cluster_version.ASSUME_ENV, versions.KUBERNETES_SCHEMA_VERSION)
+    try:
+        _sync_await(run_in_stack(lambda: _run_program(program)))
+    finally:
+        if not preset:
+            os.environ.pop(cluster_version.ASSUME_ENV, None)
     return result
 
 

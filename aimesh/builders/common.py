@@ -53,6 +53,15 @@ class ModelPlatform(Protocol):
 
     @property
     def mesh_ca(self) -> str: ...  # who signs workload certificates (builders/mesh_ca.py)
+    # Where the model's pods may send DNS (builders/secure_model/network.py).
+    @property
+    def dns_namespace(self) -> str: ...
+
+    @property
+    def dns_pod_labels(self) -> Sequence[str]: ...
+
+    @property
+    def dns_egress_cidrs(self) -> Sequence[str]: ...
 
     def masking_enabled(self, model: ModelSettings) -> bool: ...
 

@@ -92,9 +92,16 @@ def build(
             objects.guards.extend(windows.window_controller(model, row))
     objects.deny_all = authorization.deny_all(model)
     objects.guards.extend(rbac.rbac(model))
+    dns = network.Dns(
+        platform.dns_namespace, tuple(platform.dns_pod_labels), tuple(platform.dns_egress_cidrs)
+    )
     objects.guards.extend(
         network.network_policies(
-            model, rows, platform.observability, mesh_ca.workload_egress_rule(platform.mesh_ca)
+            model,
+            rows,
+            platform.observability,
+            mesh_ca.workload_egress_rule(platform.mesh_ca),
+            dns,
         )
     )
     for optional in (

@@ -3,6 +3,8 @@ needs: DNS, istiod, its callers, telemetry, external HTTPS, the window controlle
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aimesh.builders import access, collector
@@ -35,11 +37,37 @@ def _ns_selector(name: str) -> dict[str, Any]:
     return {"matchLabels": {"kubernetes.io/metadata.name": name}}
 
 
+@dataclass(frozen=True)
+class Dns:
+    """Where model pods may send DNS: pods (one `key=value` label each) in `namespace`, and
+    address blocks. NodeLocal DNSCache runs on the host network, where pod selectors do not
+    reach, and answers on a link-local address (169.254.20.10 by default): the block covers it."""
+
+    namespace: str = "kube-system"
+    pod_labels: Sequence[str] = ("k8s-app=kube-dns", "k8s-app=node-local-dns")
+    cidrs: Sequence[str] = ("169.254.20.10/32",)
+
+
+def dns_peers(dns: Dns) -> list[dict[str, Any]]:
+    """NetworkPolicy peers the model's pods may query on port 53."""
+    peers: list[dict[str, Any]] = []
+    for pair in dns.pod_labels:
+        key, _, value = pair.partition("=")
+        peers.append(
+            {
+                "namespaceSelector": _ns_selector(dns.namespace),
+                "podSelector": {"matchLabels": {key: value}},
+            }
+        )
+    return peers + [{"ipBlock": {"cidr": cidr}} for cidr in dns.cidrs]
+
+
 def network_policies(
     model: ModelSettings,
     rows: list[access.AccessRow],
     observability: bool = True,
     mesh_ca_egress: dict[str, Any] | None = None,
+    dns: Dns = Dns(),
 ) -> list[dict[str, Any]]:
     """Default deny (ingress and egress) for the namespace, then only: DNS, istiod (xDS and
     certificates, 15012), the mesh CA when it is not istiod (`mesh_ca_egress`: istio-csr), the
@@ -57,15 +85,7 @@ def network_policies(
                 "podSelector": {},
                 "policyTypes": ["Egress"],
                 "egress": [
-                    {
-                        "to": [
-                            {
-                                "namespaceSelector": _ns_selector("kube-system"),
-                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-                            }
-                        ],
-                        "ports": [{"protocol": "UDP", "port": 53}, tcp(53)],
-                    }
+                    {"to": dns_peers(dns), "ports": [{"protocol": "UDP", "port": 53}, tcp(53)]}
                 ],
             },
         ),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from aimesh.builders import collector, secure_model
+from aimesh.builders import collector, gateway, secure_model
 from aimesh.builders.secure_model import (
     network,
 )
+from aimesh.settings import parse
 from tests.unit.secure_model.support import by_kind, named, one_model
 
 
@@ -22,7 +23,8 @@ def test_network_policies_default_deny_and_nothing_all_open(
         for rule in policy["spec"].get("egress", []):
             assert rule.get("ports"), f"{policy['metadata']['name']}: egress on every port"
             for peer in rule.get("to", []):
-                if "ipBlock" in peer:
+                # A range is narrowed by exceptions; only single DNS addresses stand alone.
+                if "ipBlock" in peer and not peer["ipBlock"]["cidr"].endswith("/32"):
                     assert peer["ipBlock"]["except"]
     names = {p["metadata"]["name"] for p in policies}
     assert {"allow-dns", "allow-istiod", "allow-callers", "allow-external-https"} <= names
@@ -57,3 +59,41 @@ def test_pvc_model_without_callers_has_no_external_egress_or_caller_ingress() ->
     assert "allow-external-https" not in names
     assert "allow-callers" not in names
     assert "allow-window-controller" not in names
+
+
+def test_dns_reaches_kube_dns_and_node_local_dns_by_default(
+    alpha: secure_model.ModelObjects,
+) -> None:
+    # NodeLocal DNSCache answers on 169.254.20.10 from the host network: a pod selector alone
+    # (the old rule: k8s-app=kube-dns) dropped every lookup on clusters that run it.
+    (rule,) = named(alpha, "NetworkPolicy", "allow-dns")["spec"]["egress"]
+    system = {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
+    assert rule["to"] == [
+        {"namespaceSelector": system, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}},
+        {
+            "namespaceSelector": system,
+            "podSelector": {"matchLabels": {"k8s-app": "node-local-dns"}},
+        },
+        {"ipBlock": {"cidr": "169.254.20.10/32"}},
+    ]
+    assert rule["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+
+
+def test_dns_egress_follows_config() -> None:
+    platform = parse(
+        {
+            "dnsNamespace": "openshift-dns",
+            "dnsPodLabels": ["dns.operator.openshift.io/daemonset-dns=default"],
+            "dnsEgressCidrs": ["172.30.0.10/32"],
+            "models": [{"name": "m", "format": "sklearn", "storageUri": "gs://bucket/m"}],
+        }
+    )
+    objects = secure_model.build(platform, platform.models[0], gateway.reference(platform))
+    policy = named(objects, "NetworkPolicy", "allow-dns")
+    assert policy["spec"]["egress"][0]["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "openshift-dns"}},
+            "podSelector": {"matchLabels": {"dns.operator.openshift.io/daemonset-dns": "default"}},
+        },
+        {"ipBlock": {"cidr": "172.30.0.10/32"}},
+    ]
