@@ -52,7 +52,8 @@ def on_cluster(*after: Sequence[pulumi.Resource]) -> pulumi.ResourceOptions:
 
 
 guardrails = Guardrails("aimesh", GuardrailsArgs(config), opts=on_cluster())
-cert_manager = CertManager("aimesh", CertManagerArgs(config), opts=on_cluster())
+# Everything after waits (through cert-manager) for the guardrails: no pod is admitted unguarded.
+cert_manager = CertManager("aimesh", CertManagerArgs(config), opts=on_cluster(guardrails.ready))
 istio = Istio("aimesh", IstioArgs(config), opts=on_cluster(cert_manager.ready))
 kserve = KServe("aimesh", KServeArgs(config), opts=on_cluster(cert_manager.ready, istio.ready))
 mesh = MeshSecurity("aimesh", MeshSecurityArgs(config), opts=on_cluster(istio.ready))

@@ -307,6 +307,8 @@ class ModelSettings(_Model):
     storage_host: Hostname | None = None
     # Off only for runtimes that must write outside /tmp (a visible weakening).
     read_only_root_filesystem: bool = True
+    # Where the model server serves Prometheus metrics; unset: its KServe runtime's port.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     @model_validator(mode="after")
     def _replicas(self) -> Self:

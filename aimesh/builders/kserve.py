@@ -27,7 +27,10 @@ def resources_values(settings: Settings) -> dict[str, Any]:
     - URLs reported in InferenceService status match aimesh's: `https://<name>.<gatewayDomain>`.
     - Model pods do not automount a Kubernetes API token (a model server has no use for the
       API; the Istio sidecar gets its own projected token).
-    - Model-server metrics are exposed for Prometheus through the sidecar's merged endpoint.
+    - KServe's own Prometheus annotation is off: in Standard mode it points `prometheus.io/port`
+      at 9091, Knative's queue-proxy, which does not exist here. Each model pod names its
+      server's real metrics port instead (builders/secure_model/serving.py), and Istio's
+      metrics merging serves those metrics on the sidecar's :15020.
     """
     return {
         "kserve": {
@@ -49,10 +52,9 @@ def resources_values(settings: Settings) -> dict[str, Any]:
                 },
             },
             "security": {"autoMountServiceAccountToken": False},
-            # Predictor pods get prometheus.io annotations, so the sidecar's merged :15020
-            # endpoint (what Prometheus scrapes under STRICT mTLS) carries the model server's
-            # own metrics too.
-            "metricsaggregator": {"enablePrometheusScraping": "true"},
+            # Off: KServe would annotate every model pod with prometheus.io/port 9091 (Knative's
+            # queue-proxy), where nothing listens in Standard mode.
+            "metricsaggregator": {"enablePrometheusScraping": "false"},
         }
     }
 

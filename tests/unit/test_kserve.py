@@ -43,10 +43,12 @@ def test_model_pods_get_no_api_token() -> None:
     assert values["kserve"]["security"]["autoMountServiceAccountToken"] is False
 
 
-def test_model_server_metrics_reach_the_merged_scrape_endpoint() -> None:
+def test_kserve_does_not_point_prometheus_at_knatives_queue_proxy() -> None:
+    # With it on, KServe v0.20's pod mutator writes prometheus.io/port: "9091" (queue-proxy),
+    # where nothing listens in Standard mode; model pods name their server's port themselves.
     values = kserve.resources_values(_settings())["kserve"]
     # A string: the chart templates it into a ConfigMap as text ('false' upstream).
-    assert values["metricsaggregator"] == {"enablePrometheusScraping": "true"}
+    assert values["metricsaggregator"] == {"enablePrometheusScraping": "false"}
 
 
 def test_runtimes_on_llm_configs_off() -> None:

@@ -20,6 +20,13 @@ from aimesh.builders.secure_model.meta import (
 from aimesh.settings import ModelSettings
 
 CANARY_NAME = "canary"
+# Where each KServe v0.20 runtime serves its Prometheus metrics (the `prometheus.kserve.io/port`
+# of its ClusterServingRuntime in kserve-runtime-configs), for the formats it is chosen for:
+# Triton (onnx, tensorrt, triton) on 8002, TorchServe (pytorch) on 8082, every other runtime on
+# its inference port 8080.
+METRICS_PORTS = {"onnx": 8002, "tensorrt": 8002, "triton": 8002, "pytorch": 8082}
+RUNTIME_METRICS_PORTS = {"kserve-tritonserver": 8002, "kserve-torchserve": 8082}
+DEFAULT_METRICS_PORT = 8080
 # Pod Security Admission in model namespaces: `restricted` enforced, pinned to the oldest
 # Kubernetes minor aimesh supports (versions.MIN_KUBERNETES), so a cluster upgrade never changes
 # what is enforced. Istio's CNI node agent sets up traffic redirection, so no pod here needs
@@ -67,6 +74,28 @@ def service_account(model: ModelSettings) -> dict[str, Any]:
         "kind": "ServiceAccount",
         "metadata": metadata(predictor_service_account(model), model.ns, model_labels(model)),
         "automountServiceAccountToken": False,
+    }
+
+
+def metrics_port(model: ModelSettings) -> int:
+    """The model server's own metrics port: `metricsPort`, else its runtime's."""
+    if model.metrics_port is not None:
+        return model.metrics_port
+    if model.runtime:
+        return RUNTIME_METRICS_PORTS.get(model.runtime, DEFAULT_METRICS_PORT)
+    return METRICS_PORTS.get(model.format.lower(), DEFAULT_METRICS_PORT)
+
+
+def metrics_annotations(model: ModelSettings) -> dict[str, str]:
+    """Pod annotations that get the model server's metrics scraped: Istio's injector reads
+    `prometheus.io/*`, moves them to the sidecar agent (which scrapes the server on localhost)
+    and serves the merged result on :15020, the port Prometheus scrapes outside the mesh. KServe's
+    own annotation is switched off for the pod: it would point at Knative's queue-proxy (9091)."""
+    return {
+        "serving.kserve.io/enable-prometheus-scraping": "false",
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(metrics_port(model)),
+        "prometheus.io/path": "/metrics",
     }
 
 
@@ -119,6 +148,7 @@ def _predictor(
         # The model never calls the Kubernetes API (the sidecar has its own projected token).
         "automountServiceAccountToken": False,
         "labels": {**workload_selector(model), VERSION_LABEL: version},
+        "annotations": metrics_annotations(model),
         "securityContext": {
             "runAsNonRoot": True,
             "seccompProfile": {"type": "RuntimeDefault"},

@@ -4,6 +4,9 @@ promotion, rollback) behind one weighted VirtualService."""
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import pytest
 
 from aimesh.builders import secure_model
 from aimesh.builders.secure_model import (
@@ -18,6 +21,15 @@ def test_namespace_is_injected(alpha: secure_model.ModelObjects) -> None:
     labels = alpha.namespace["metadata"]["labels"]
     assert alpha.namespace["metadata"]["name"] == "alpha"
     assert labels["istio-injection"] == "enabled"
+
+
+def test_namespace_enforces_pod_security_restricted(alpha: secure_model.ModelObjects) -> None:
+    # Istio's CNI node agent does the redirection, so no pod here needs istio-init's
+    # NET_ADMIN/NET_RAW: restricted is enforced, pinned to the oldest supported minor.
+    labels = alpha.namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["pod-security.kubernetes.io/enforce-version"] == "v1.33"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
 
 
 def test_dedicated_service_account_without_api_token(alpha: secure_model.ModelObjects) -> None:
@@ -127,3 +139,36 @@ def test_every_version_is_under_the_same_policies() -> None:
                 continue
             assert selector.items() <= stable_labels.items()
             assert selector.items() <= canary_labels.items()
+
+
+@pytest.mark.parametrize(
+    ("fields", "port"),
+    [
+        ({"format": "sklearn"}, "8080"),
+        ({"format": "xgboost"}, "8080"),
+        ({"format": "onnx"}, "8002"),
+        ({"format": "triton"}, "8002"),
+        ({"format": "pytorch"}, "8082"),
+        ({"format": "tensorflow", "runtime": "kserve-tritonserver"}, "8002"),
+        ({"format": "sklearn", "metricsPort": 9100}, "9100"),
+    ],
+)
+def test_model_pods_name_their_servers_metrics_port(fields: dict[str, Any], port: str) -> None:
+    # Istio's injector moves prometheus.io/* to the sidecar agent, which scrapes the server on
+    # localhost and serves the merge on :15020; KServe's own annotation (9091) is switched off.
+    _, model = one_model(**fields)
+    isvc = serving.inference_service(model)
+    annotations = isvc["spec"]["predictor"]["annotations"]
+    assert annotations == {
+        "serving.kserve.io/enable-prometheus-scraping": "false",
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": port,
+        "prometheus.io/path": "/metrics",
+    }
+
+
+def test_the_canary_is_scraped_like_the_stable_version() -> None:
+    _, model = one_model(canary={"storageUri": "gs://bucket/m2", "trafficPercent": 10})
+    isvc = serving.inference_service(model)
+    canary = isvc["spec"]["canary"][0]["predictor"]
+    assert canary["annotations"] == isvc["spec"]["predictor"]["annotations"]

@@ -16,6 +16,7 @@ from aimesh.builders.secure_model import (
 )
 from aimesh.settings import ConfigError
 from tests.unit.secure_model.support import by_kind, named, one_model
+from tests.unit.test_access import stack
 
 
 def test_batch_policy_is_closed_outside_its_window(alpha: secure_model.ModelObjects) -> None:
@@ -95,3 +96,27 @@ def test_window_time_zone_must_be_iana() -> None:
     same = {"open": "0 1 * * *", "close": "0 1 * * *"}
     with pytest.raises(ConfigError, match="never opens"):
         one_model(callers=[{"namespace": "a", "serviceAccount": "b", "windows": [same]}])
+
+
+def test_the_controller_token_is_mounted_only_in_its_own_pods(
+    alpha: secure_model.ModelObjects,
+) -> None:
+    # A pod that merely names the controller's identity gets no token from the service account;
+    # only the CronJobs' pods ask for one (kubectl needs it).
+    row = next(r for r in alpha.rows if r.batch)
+    account = named(alpha, "ServiceAccount", windows.controller_service_account(row))
+    assert account["automountServiceAccountToken"] is False
+    for job in by_kind(alpha, "CronJob"):
+        pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == account["metadata"]["name"]
+        assert pod["automountServiceAccountToken"] is True
+
+
+def test_the_two_shapes_are_the_closed_policy_and_the_patch_applied(
+    alpha: secure_model.ModelObjects,
+) -> None:
+    row = next(r for r in alpha.rows if r.batch)
+    model = next(m for m in stack().models if m.name == "alpha")
+    (policy,) = alpha.windows
+    assert windows.closed_spec(model) == policy["spec"]
+    assert windows.open_spec(model, row) == {**policy["spec"], **windows.open_patch(row)["spec"]}
