@@ -19,12 +19,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Final
 
-from aimesh_policies.accessors import as_int, as_list, as_map, as_str, str_list
-from aimesh_policies.framework import Context, Finding, Level, Policy, Severity, finding
+from aimesh_policies.accessors import UNKNOWN, as_int, as_list, as_map, as_str, str_list
+from aimesh_policies.framework import (
+    Context,
+    Finding,
+    Level,
+    Policy,
+    Severity,
+    finding,
+    unknown_finding,
+)
 from aimesh_policies.k8s_object import K8sObject
 from aimesh_policies.meshlib import AUTHORIZATION_POLICY, NAMESPACE, model_namespaces, namespace_of
 from aimesh_policies.pods import KSERVE_GROUP, POD_TEMPLATE_PATHS, PodView
-from aimesh_policies.workload import meta_owner, pod_views
+from aimesh_policies.workload import meta_owner, meta_unknowns, pod_views
 
 # The kinds admission guards: Pods, every workload template kind, InferenceServices.
 GUARDED_KINDS: Final = frozenset(
@@ -67,10 +75,29 @@ def _context(container: Mapping[str, object]) -> Mapping[str, object]:
     return as_map(container.get("securityContext"))
 
 
+def _unknown_at(holder: object, path: str, keys: Sequence[str]) -> str | None:
+    """The first of `holder`.keys[0].keys[1]... that is unknown at preview, as a field path."""
+    current: object = holder
+    where = path
+    for key in keys:
+        current = as_map(current).get(key) if current is not UNKNOWN else current
+        where = f"{where}.{key}"
+        if current is UNKNOWN:
+            return where
+    return None
+
+
 # --- proxy overrides ------------------------------------------------------------------------------
 
 
+def _decides_proxy(key: str) -> bool:
+    return key in PROXY_OVERRIDE_ANNOTATIONS or key in PROXY_OVERRIDE_LABELS
+
+
 def _proxy_overrides(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
+    if obj.group_kind in GUARDED_KINDS:
+        for where in meta_unknowns(obj, _decides_proxy):
+            yield unknown_finding(obj, where)
     for pod in guarded_pods(obj):
         for key in PROXY_OVERRIDE_ANNOTATIONS:
             if key in pod.annotations:
@@ -93,7 +120,9 @@ def _proxy_overrides(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
         if obj.is_("", "Pod"):
             continue  # an injected Pod carries Istio's containers by design
         for path, container in pod.containers:
-            if as_str(container.get("name")) in PROXY_CONTAINERS:
+            if container.get("name") is UNKNOWN:
+                yield unknown_finding(obj, f"{path}.name")
+            elif as_str(container.get("name")) in PROXY_CONTAINERS:
                 yield finding(
                     obj,
                     f"{path}.name",
@@ -110,7 +139,13 @@ def _proxy_overrides(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
 def _added_capabilities(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
     for pod in guarded_pods(obj):
         for path, container in pod.containers:
-            add = str_list(as_map(_context(container).get("capabilities")).get("add"))
+            unknown = _unknown_at(container, path, ("securityContext", "capabilities", "add"))
+            add_value = as_map(_context(container).get("capabilities")).get("add")
+            if unknown is None and any(item is UNKNOWN for item in as_list(add_value)):
+                unknown = f"{path}.securityContext.capabilities.add"
+            if unknown is not None:
+                yield unknown_finding(obj, unknown)
+            add = str_list(add_value)
             if add:
                 yield finding(
                     obj,
@@ -127,6 +162,10 @@ def _container_field(
     def check(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
         for pod in guarded_pods(obj):
             for path, container in pod.containers:
+                unknown = _unknown_at(container, path, ("securityContext", key))
+                if unknown is not None:
+                    yield unknown_finding(obj, unknown)
+                    continue
                 value = _context(container).get(key)
                 if value is not None and is_bad(value):
                     yield finding(
@@ -141,7 +180,12 @@ def _container_field(
 
 def _host_path(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
     for pod in guarded_pods(obj):
-        for i, volume in enumerate(as_list(pod.spec.get("volumes"))):
+        volumes = pod.spec.get("volumes")
+        if volumes is UNKNOWN:
+            yield unknown_finding(obj, f"{pod.path}.volumes")
+        for i, volume in enumerate(as_list(volumes)):
+            if volume is UNKNOWN:
+                yield unknown_finding(obj, f"{pod.path}.volumes[{i}]")
             if isinstance(volume, Mapping) and "hostPath" in volume:
                 yield finding(
                     obj,
@@ -154,8 +198,13 @@ def _host_path(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
 def _host_ports(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
     for pod in guarded_pods(obj):
         for path, container in pod.containers:
-            for j, port in enumerate(as_list(container.get("ports"))):
-                if isinstance(port, Mapping) and as_int(port.get("hostPort")):
+            ports = container.get("ports")
+            if ports is UNKNOWN:
+                yield unknown_finding(obj, f"{path}.ports")
+            for j, port in enumerate(as_list(ports)):
+                if port is UNKNOWN or as_map(port).get("hostPort") is UNKNOWN:
+                    yield unknown_finding(obj, f"{path}.ports[{j}]")
+                elif isinstance(port, Mapping) and as_int(port.get("hostPort")):
                     yield finding(
                         obj,
                         f"{path}.ports[{j}].hostPort",
@@ -172,7 +221,15 @@ def _profile_unconfined(holder: Mapping[str, object], key: str) -> bool:
 
 def _unconfined(key: str, what: str) -> Callable[[K8sObject, Context], Iterator[Finding]]:
     def check(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
+        if key == "appArmorProfile" and obj.group_kind in GUARDED_KINDS:
+            for where in meta_unknowns(obj, lambda name: name.startswith(APPARMOR_ANNOTATION)):
+                yield unknown_finding(obj, where)
         for pod in guarded_pods(obj):
+            holders = [(pod.path, pod.spec), *pod.containers]
+            for path, holder in holders:
+                unknown = _unknown_at(holder, path, ("securityContext", key, "type"))
+                if unknown is not None:
+                    yield unknown_finding(obj, unknown)
             if _profile_unconfined(pod.spec, key):
                 yield finding(
                     obj,
@@ -216,16 +273,25 @@ def _service_accounts(
         if obj.is_("", "ServiceAccount"):
             declared.add((namespace_of(obj), obj.name))
         elif obj.is_("rbac.authorization.k8s.io", "RoleBinding", "ClusterRoleBinding"):
-            for subject in as_list(obj.body.get("subjects")):
-                subject = as_map(subject)
-                if as_str(subject.get("kind")) == "ServiceAccount":
-                    ns = as_str(subject.get("namespace")) or namespace_of(obj)
-                    bound.add((ns, as_str(subject.get("name")) or ""))
+            subjects = obj.body.get("subjects")
+            if subjects is UNKNOWN:
+                bound.add(("*", "*"))  # unknown at preview: may name any service account
+            for subject in as_list(subjects):
+                kind, name, ns = (as_map(subject).get(k) for k in ("kind", "name", "namespace"))
+                if UNKNOWN in (subject, kind, name, ns):
+                    bound.add((namespace_of(obj) if ns is not UNKNOWN else "*", "*"))
+                elif as_str(kind) == "ServiceAccount":
+                    bound.add((as_str(ns) or namespace_of(obj), as_str(name) or ""))
     return declared, bound
 
 
 def _own_service_account(objs: Sequence[K8sObject], ctx: Context) -> Iterator[Finding]:
     declared, bound = _service_accounts(objs)
+
+    def uncertain(namespace: str) -> bool:
+        # A binding whose subjects are unknown at preview may grant this namespace's accounts.
+        return any(ns in (namespace, "*") for ns, name in bound if name == "*")
+
     namespaces = model_namespaces(objs, ctx)
     for obj in objs:
         if namespace_of(obj) not in namespaces:
@@ -234,13 +300,19 @@ def _own_service_account(objs: Sequence[K8sObject], ctx: Context) -> Iterator[Fi
             model_pod = obj.group == KSERVE_GROUP or any(
                 label in pod.labels for label in MODEL_WORKLOAD_LABELS
             )
-            account = as_str(pod.spec.get("serviceAccountName")) or ""
             where = f"{pod.path}.serviceAccountName"
+            if pod.spec.get("serviceAccountName") is UNKNOWN:
+                yield unknown_finding(obj, where)
+                continue
+            account = as_str(pod.spec.get("serviceAccountName")) or ""
             key = (namespace_of(obj), account)
             if not account or account == "default":
                 problem = "runs as the namespace's `default` service account"
             elif key not in declared:
                 problem = f"runs as '{account}', which this stack does not declare"
+            elif model_pod and key not in bound and uncertain(key[0]):
+                yield unknown_finding(obj, where)
+                continue
             elif model_pod and key in bound:
                 problem = (
                     f"runs a model as '{account}', an identity that holds Kubernetes API rights "
@@ -257,8 +329,15 @@ def _own_service_account(objs: Sequence[K8sObject], ctx: Context) -> Iterator[Fi
 
 
 def _window_created_closed(obj: K8sObject, ctx: Context) -> Iterator[Finding]:
+    labels = obj.get("metadata.labels")
     if WINDOW_LABEL not in obj.labels:
+        if labels is UNKNOWN or as_map(labels).get(WINDOW_LABEL) is UNKNOWN:
+            yield unknown_finding(obj, "metadata.labels")
         return
+    for path in ("spec", "spec.rules", "spec.action", "spec.selector", "spec.selector.matchLabels"):
+        if obj.get(path) is UNKNOWN:
+            yield unknown_finding(obj, path)
+            return
     if "rules" in obj.spec or as_str(obj.spec.get("action")) not in (None, "ALLOW"):
         yield finding(
             obj,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from aimesh_policies.accessors import UNKNOWN, as_int, as_map, as_str, get
+from aimesh_policies.accessors import as_int, as_map, as_str, get
 from aimesh_policies.framework import (
     Context,
     Finding,
@@ -27,7 +27,7 @@ from aimesh_policies.k8s_object import HELM_VALUES, K8sObject
 from aimesh_policies.meshlib import NAMESPACE, namespace_of
 from aimesh_policies.objects import ISTIOD_CHARTS, is_istiod_values
 from aimesh_policies.pods import KSERVE_GROUP, POD_TEMPLATE_PATHS
-from aimesh_policies.workload import meta_owner, pod_views
+from aimesh_policies.workload import meta_owner, meta_unknowns, pod_views
 
 INJECTION_LABEL: Final = "istio-injection"
 REVISION_LABEL: Final = "istio.io/rev"
@@ -145,26 +145,7 @@ def _decides(key: str) -> bool:
 def pod_meta_unknowns(obj: K8sObject) -> list[str]:
     """Unknown pod labels/annotations that decide injection or capture (a computed unrelated
     label does not matter)."""
-    metas = {p.meta_path for p in pod_views(obj)}
-    if obj.group == KSERVE_GROUP:
-        metas.add("metadata")
-    found: list[str] = []
-    for meta in sorted(metas):
-        owner = obj.get(meta)
-        if owner is UNKNOWN:
-            found.append(meta)
-            continue
-        for kind in ("labels", "annotations"):
-            value = get(owner, kind)
-            if value is UNKNOWN:
-                found.append(f"{meta}.{kind}")
-            elif isinstance(value, Mapping):
-                found += [
-                    f"{meta}.{kind}.{k}"
-                    for k, v in value.items()
-                    if v is UNKNOWN and isinstance(k, str) and _decides(k)
-                ]
-    return found
+    return meta_unknowns(obj, _decides)
 
 
 # --- traffic capture exclusions ------------------------------------------------------------------

@@ -144,10 +144,58 @@ def pod_views(obj: K8sObject) -> list[PodView]:
     return views
 
 
+def at(value: Any, path: str) -> Any:
+    """`value` at a field path with list indices ("spec.canary[0].predictor"): None when a step
+    is missing, UNKNOWN when a step is unknown (unknowns propagate)."""
+    current = value
+    for part in path.split(".") if path else ():
+        name, _, index = part.partition("[")
+        steps: list[str | int] = [name] if name else []
+        if index:
+            steps.append(as_int(index.rstrip("]")) or 0)
+        for step in steps:
+            if current is UNKNOWN:
+                return UNKNOWN
+            if isinstance(step, int):
+                items = current if isinstance(current, list) else []
+                current = items[step] if step < len(items) else None
+            elif isinstance(current, Mapping):
+                current = current.get(step)
+            else:
+                return None
+    return current
+
+
+def meta_unknowns(obj: K8sObject, decides: Callable[[str], bool]) -> list[str]:
+    """Unknown labels/annotations of `obj`'s pods that could decide a verdict: a whole metadata
+    holder or map, or the value of a key `decides` accepts (a computed unrelated label does not
+    matter). KServe copies the InferenceService's own onto its pods, so those count too."""
+    metas = {view.meta_path for view in pod_views(obj)}
+    if obj.group == KSERVE_GROUP:
+        metas.add("metadata")
+    found: list[str] = []
+    for meta in sorted(metas):
+        owner = at(obj.body, meta)
+        if owner is UNKNOWN:
+            found.append(meta)
+            continue
+        for kind in ("labels", "annotations"):
+            value = get(owner, kind)
+            if value is UNKNOWN:
+                found.append(f"{meta}.{kind}")
+            elif isinstance(value, Mapping):
+                found += [
+                    f"{meta}.{kind}.{k}"
+                    for k, v in value.items()
+                    if v is UNKNOWN and isinstance(k, str) and decides(k)
+                ]
+    return found
+
+
 def meta_owner(obj: K8sObject, meta_path: str, kind: str, key: str) -> str:
     """Where a pod's label/annotation (`kind`) was set: the component, or (KServe copies them)
     the InferenceService's own metadata."""
-    if meta_path != "metadata" and key in as_map(get(obj.get(meta_path), kind)):
+    if meta_path != "metadata" and key in as_map(get(at(obj.body, meta_path), kind)):
         return meta_path
     if obj.group == KSERVE_GROUP and key in as_map(get(obj.body, f"metadata.{kind}")):
         return "metadata"
@@ -213,7 +261,13 @@ def _unknown_structure(obj: K8sObject) -> list[str]:
             # An unknown workerSpec or model-format container hides its pod fields.
             keys = ("workerSpec", *ISVC_CONTAINER_KEYS)
             holders += [f"spec.{component}.{key}" for key in keys]
-    found = [path for path in holders if obj.get(path) is UNKNOWN]
+    if obj.is_(KSERVE_GROUP, "InferenceService"):
+        # Canary predictors are pods of their own.
+        holders.append("spec.canary")
+        for i, _ in enumerate(as_list(obj.spec.get("canary"))):
+            holders += [f"spec.canary[{i}]", f"spec.canary[{i}].predictor"]
+            holders += [f"spec.canary[{i}].predictor.{key}" for key in MODEL_FORMAT_KEYS]
+    found = [path for path in holders if at(obj.body, path) is UNKNOWN]
     for view in pod_views(obj):
         for key in ("initContainers", "containers", "ephemeralContainers"):
             value = view.spec.get(key)
@@ -340,6 +394,10 @@ def _proxy_identity(obj: K8sObject, ctx: Context, view: PodView) -> Iterator[Fin
                 f"set {key} to another non-root ID at pod level",
             )
     uid = view.annotations.get(STORAGE_INITIALIZER_UID)
+    if view.meta_path == view.path:  # once per pod (a workerSpec shares its component's meta)
+        for where in meta_unknowns(obj, lambda key: key == STORAGE_INITIALIZER_UID):
+            if where.startswith((view.meta_path, "metadata")):
+                yield unknown_finding(obj, where)
     if uid is not None and uid == str(PROXY_UID):
         yield finding(
             obj,
@@ -633,4 +691,4 @@ POLICIES: Final = (
     ),
 )
 
-__all__ = ["POLICIES", "meta_owner", "pod_views"]
+__all__ = ["POLICIES", "meta_owner", "meta_unknowns", "pod_views"]
