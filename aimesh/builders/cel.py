@@ -15,7 +15,11 @@ from typing import Any
 
 
 def literal(value: Any) -> str:
-    """A JSON-like Python value as a CEL literal (maps, lists, strings, ints, booleans)."""
+    """A JSON-like Python value as a CEL literal (maps, lists, strings, ints, booleans).
+
+    The API server type-checks aggregate literals as homogeneous: a map whose values (or a list
+    whose elements) differ in type is a compile error. Every value inside a map or list is
+    therefore wrapped in `dyn(...)`, which makes any literal homogeneous."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -23,10 +27,17 @@ def literal(value: Any) -> str:
     if isinstance(value, str):
         return string(value)
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{string(str(k))}: {literal(v)}" for k, v in value.items()) + "}"
+        items = (f"{string(str(k))}: dyn({literal(v)})" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
     if isinstance(value, Sequence):
-        return "[" + ", ".join(literal(v) for v in value) + "]"
+        return "[" + ", ".join(f"dyn({literal(v)})" for v in value) + "]"
     raise TypeError(f"no CEL literal for {type(value).__name__}")
+
+
+def record(**fields: str) -> str:
+    """A CEL map literal of already-written CEL expressions, each wrapped in `dyn(...)` (see
+    `literal`: the API server wants aggregate literals homogeneous)."""
+    return "{" + ", ".join(f"{string(k)}: dyn({v})" for k, v in fields.items()) + "}"
 
 
 def string(value: str) -> str:

@@ -148,12 +148,12 @@ class Guardrail:
 
 
 def _pod(spec: str, meta: str, outer: str) -> str:
-    return f"{{'spec': {spec}, 'meta': {meta}, 'outer': {outer}}}"
+    return cel.record(spec=spec, meta=meta, outer=outer)
 
 
 def _template_pods(template: str) -> str:
-    meta = f"(has({template}.metadata) ? {template}.metadata : {{}})"
-    spec = f"(has({template}.spec) ? {template}.spec : {{}})"
+    meta = f"(has({template}.metadata) ? {template}.metadata : dyn({{}}))"
+    spec = f"(has({template}.spec) ? {template}.spec : dyn({{}}))"
     return f"({cel.present(template)} ? [{_pod(spec, meta, '{}')}] : [])"
 
 
@@ -222,8 +222,8 @@ def _no_meta(kind: str, key: str, allowed_when: str | None = None) -> str:
 
 def _meta_keys(kind: str) -> str:
     """Every key of the pod's labels/annotations (own and the InferenceService's)."""
-    own = f"(has(p.meta.{kind}) ? p.meta.{kind} : {{}})"
-    outer = f"(has(p.outer.{kind}) ? p.outer.{kind} : {{}})"
+    own = f"(has(p.meta.{kind}) ? p.meta.{kind} : dyn({{}}))"
+    outer = f"(has(p.outer.{kind}) ? p.outer.{kind} : dyn({{}}))"
     return f"[{own}, {outer}]"
 
 
@@ -503,10 +503,10 @@ def _window_guardrail(shapes: dict[str, dict[str, Any]]) -> Guardrail:
         f"(has(object.metadata.{f}) ? object.metadata.{f} : {empty}) == "
         f"(has(oldObject.metadata.{f}) ? oldObject.metadata.{f} : {empty})"
         for f, empty in (
-            ("labels", "{}"),
-            ("annotations", "{}"),
-            ("ownerReferences", "[]"),
-            ("finalizers", "[]"),
+            ("labels", "dyn({})"),
+            ("annotations", "dyn({})"),
+            ("ownerReferences", "dyn([])"),
+            ("finalizers", "dyn([])"),
         )
     )
     return Guardrail(

@@ -172,7 +172,7 @@ def test_the_namespace_guardrail_keeps_what_the_program_writes() -> None:
     ("value", "expected"),
     [
         ("it's", "'it\\'s'"),
-        ({"a": [1, True]}, "{'a': [1, true]}"),
+        ({"a": [1, True]}, "{'a': dyn([dyn(1), dyn(true)])}"),
         ("back\\slash", "'back\\\\slash'"),
     ],
 )
