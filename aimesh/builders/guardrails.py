@@ -131,8 +131,6 @@ class Guardrail:
     variables: tuple[tuple[str, str], ...] = ()
     operations: tuple[str, ...] = ("CREATE", "UPDATE")
     match_conditions: tuple[tuple[str, str], ...] = ()
-    # Whose rights this guardrail bounds, for docs and the e2e proof ("manager", "controller").
-    actor: str = "manager"
 
     def all_variables(self) -> tuple[tuple[str, str], ...]:
         """The policy's variables: the shared `pods` view first when the expression uses it."""
@@ -518,7 +516,6 @@ def _window_guardrail(shapes: dict[str, dict[str, Any]]) -> Guardrail:
         resources=(("security.istio.io", ("authorizationpolicies",)),),
         operations=("CREATE", "UPDATE", "DELETE"),
         scope=MODELS,
-        actor="controller",
         match_conditions=(
             ("window-controllers", f"request.userInfo.username in {cel.literal(sorted(shapes))}"),
         ),
