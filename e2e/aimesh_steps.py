@@ -324,6 +324,30 @@ def step_c_no_changes(sc: Scenario) -> dict[str, Any]:
     return _counts(result.change_summary)
 
 
+def step_guardrails(sc: Scenario) -> dict[str, Any]:
+    """The runtime guardrails the program installed, tried in the API server as a model manager
+    and a window controller would (impersonation): every route refused by the guardrail that
+    names it, the program's own objects and an injected model Pod admitted
+    (tools/guardrail_probe.py, docs/threat-model.md)."""
+    from tools import guardrail_probe
+
+    config = guardrail_probe.stack_settings("e2e")
+    guardrail_probe.wait_until_enforced(str(sc.cluster.kubeconfig), config)
+    outcomes = guardrail_probe.run(str(sc.cluster.kubeconfig), config)
+    failed = [
+        f"{o.case.name}: expected {o.case.expect}, got {o.got} ({o.detail[:300]})"
+        for o in outcomes
+        if not o.ok
+    ]
+    require(not failed, "guardrails did not hold:\n" + "\n".join(failed))
+    refused = [o for o in outcomes if o.got not in (guardrail_probe.ADMITTED,)]
+    return {
+        "cases": len(outcomes),
+        "refused": len(refused),
+        "guardrails_seen": len({o.got for o in refused} - {"rbac", "pod-security"}),
+    }
+
+
 def step_d_weakening(sc: Scenario, which: str) -> dict[str, Any]:
     """d. a weakening through the escape hatch fails preview and up naming the policy; the
     cluster is unchanged."""

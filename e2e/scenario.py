@@ -121,6 +121,10 @@ def run(report: Report, keep: bool) -> None:
             step.counts = steps.step_b_up(sc)
         with report.step("c-no-changes", "preview --expect-no-changes: no perpetual diff") as step:
             step.counts = steps.step_c_no_changes(sc)
+        with report.step(
+            "guardrails", "a model manager's kubectl routes refused in the API server"
+        ) as step:
+            step.counts = steps.step_guardrails(sc)
         for which, (policy, _) in steps.WEAKENINGS.items():
             with report.step(
                 f"d-weakening-{which}", f"stopped by {policy}, cluster unchanged"

@@ -156,7 +156,7 @@ def install(kubeconfig: str, config: settings.Settings) -> None:
     ref = gateway.reference(config)
     for manifest in guardrails.manifests(config, ref):
         _apply(admin, manifest)
-    for ns in guardrails.PLATFORM_GUARDED:
+    for ns in guardrails.scope(config).platform:
         _apply(admin, platform_namespace(ns, injected=ns == INGRESS_NAMESPACE))
     for model in config.models:
         objects = secure_model.build(config, model, ref)

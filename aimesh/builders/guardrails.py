@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aimesh.builders import access, cel
+from aimesh.builders import access, bring_your_own, cel
 from aimesh.builders.cluster import namespace as platform_namespace
 from aimesh.builders.common import MODEL_LABEL, GatewayRef, metadata
 from aimesh.builders.secure_model import serving, windows
@@ -573,7 +573,7 @@ def guarded_labels(settings: Settings) -> dict[str, dict[str, str]]:
     """Per guarded namespace, the security labels the program sets (and the guardrail keeps),
     read from the builders that write those namespaces."""
     manifests = [
-        platform_namespace(ns, injected=ns == INGRESS_NAMESPACE) for ns in PLATFORM_GUARDED
+        platform_namespace(ns, injected=ns == INGRESS_NAMESPACE) for ns in scope(settings).platform
     ]
     manifests += [serving.namespace(model) for model in settings.models]
     out: dict[str, dict[str, str]] = {}
@@ -614,7 +614,13 @@ def guardrails(settings: Settings, gateway: GatewayRef) -> list[Guardrail]:
 
 def scope(settings: Settings) -> Scope:
     """The namespaces each scope's bindings select, for this stack."""
-    return Scope(tuple(m.ns for m in settings.models), PLATFORM_GUARDED)
+    # A namespace a bring-your-own component owns holds pods aimesh did not shape (an Istio
+    # without CNI runs istio-init with NET_ADMIN there): it is the platform team's to guard.
+    foreign = bring_your_own.foreign_namespaces(settings)
+    return Scope(
+        tuple(m.ns for m in settings.models),
+        tuple(ns for ns in PLATFORM_GUARDED if ns not in foreign),
+    )
 
 
 def policy(guardrail: Guardrail) -> dict[str, Any]:

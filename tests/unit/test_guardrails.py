@@ -178,3 +178,11 @@ def test_the_namespace_guardrail_keeps_what_the_program_writes() -> None:
 )
 def test_cel_literals(value: Any, expected: str) -> None:
     assert cel.literal(value) == expected
+
+
+def test_namespaces_of_brought_components_are_the_platform_teams_to_guard() -> None:
+    # An Istio the platform team runs may inject istio-init (NET_ADMIN) into its gateway pods.
+    config = settings.parse({"bringYourOwn": ["istio", "certManager"]})
+    platform = set(guardrails.scope(config).platform)
+    assert platform == {"kserve"}
+    assert set(guardrails.guarded_labels(config)) == {"kserve"}
