@@ -52,7 +52,11 @@ def test_istiod_mode_registers_no_mesh_ca() -> None:
     dev = evaluated("dev")
     assert not [r for r in dev.resources if MESH_CA in r.urn or r.type == MESH_CA]
     env = _chart(dev, "istiod").inputs["values"]["env"]
-    assert env == {"DEFAULT_WORKLOAD_CERT_TTL": "24h", "MAX_WORKLOAD_CERT_TTL": "24h"}
+    assert env == {
+        "DEFAULT_WORKLOAD_CERT_TTL": "24h",
+        "MAX_WORKLOAD_CERT_TTL": "24h",
+        "ENABLE_NATIVE_SIDECARS": "true",
+    }
 
 
 def test_self_signed_mode_installs_istio_csr_before_istiod() -> None:

@@ -136,7 +136,11 @@ def test_istiod_mode_only_caps_the_workload_certificate_lifetime() -> None:
     assert mesh_ca.istiod_certificate(s) is None
     assert mesh_ca.workload_egress_rule(s.mesh_ca) is None
     values = istio.istiod_values(s)
-    assert values["env"] == {"DEFAULT_WORKLOAD_CERT_TTL": "12h", "MAX_WORKLOAD_CERT_TTL": "12h"}
+    assert values["env"] == {
+        "DEFAULT_WORKLOAD_CERT_TTL": "12h",
+        "MAX_WORKLOAD_CERT_TTL": "12h",
+        "ENABLE_NATIVE_SIDECARS": "true",  # builders/istio.py: Pod Security restricted
+    }
     assert values["meshConfig"]["defaultConfig"]["proxyMetadata"] == {"SECRET_TTL": "12h"}
     assert "caAddress" not in values["global"]
     assert parse({}).mesh_cert_lifetime == "24h"
@@ -174,7 +178,7 @@ def test_self_signed_mode_builds_the_dev_chain_in_istio_system() -> None:
 def test_istiod_is_sent_to_istio_csr_with_its_own_ca_off() -> None:
     s = parse({"meshCa": "cert-manager", "meshCertDuration": "30m"})
     values = istio.istiod_values(s)
-    assert values["env"] == {"ENABLE_CA_SERVER": "false"}
+    assert values["env"] == {"ENABLE_CA_SERVER": "false", "ENABLE_NATIVE_SIDECARS": "true"}
     assert values["global"]["caAddress"] == "cert-manager-istio-csr.cert-manager.svc:443"
     assert values["meshConfig"]["defaultConfig"]["proxyMetadata"] == {"SECRET_TTL": "30m"}
     # The hardened mesh config is still all there.
