@@ -142,8 +142,8 @@ def _verdict(error: Exception | None) -> tuple[str, str]:
 
 
 def _upstream_crds() -> list[dict[str, Any]]:
-    documents = list(schemas.load_yaml_documents(schemas.upstream("istio", "crds.yaml")))
-    isvc = schemas.upstream("kserve", "crds", "serving.kserve.io_inferenceservices.yaml")
+    documents = list(schemas.load_yaml_documents(schemas.upstream("istio/crds.yaml")))
+    isvc = schemas.upstream("kserve/crds/serving.kserve.io_inferenceservices.yaml")
     documents += list(schemas.load_yaml_documents(isvc))
     return [d for d in documents if isinstance(d, dict) and d.get("kind")]
 

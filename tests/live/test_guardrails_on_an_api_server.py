@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import guardrail_probe, schemas
+from tools import guardrail_probe
 
 pytestmark = pytest.mark.usefixtures("upstream_available")
 
@@ -158,8 +158,8 @@ def _wait_ready(port: int, token: str, ca: Path, timeout: float = 120) -> None:
     raise TimeoutError(f"kube-apiserver on 127.0.0.1:{port} not ready within {timeout:.0f}s")
 
 
+@pytest.mark.usefixtures("upstream_available")  # the CRDs come from the upstream reference data
 def test_every_guardrail_holds_in_a_real_api_server(kubeconfig: str) -> None:
-    schemas.upstream()  # the CRDs come from the upstream reference data
     config = guardrail_probe.stack_settings("dev")
     guardrail_probe.install(kubeconfig, config)
     outcomes = guardrail_probe.run(kubeconfig, config)
