@@ -11,6 +11,7 @@ non-production stack, ...) is an explicit, visible value in a stack file.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping
@@ -279,6 +280,61 @@ class Subject(_Model):
     name: str = Field(min_length=1)
 
 
+def _calendar_date(value: Any) -> Any:
+    """A calendar day: `2027-01-15` (YAML may hand over a date, Pulumi's JSON a string, and some
+    YAML parsers a midnight timestamp); anything else is left for pydantic to reject."""
+    if isinstance(value, datetime.datetime):
+        return value.date() if value.time() == datetime.time(0) else value
+    if isinstance(value, str):
+        text = value.strip()
+        for suffix in ("T00:00:00Z", "T00:00:00"):
+            text = text.removesuffix(suffix)
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            raise ValueError(f'{value!r} is not a calendar date; write it as "YYYY-MM-DD"')
+        return text
+    return value
+
+
+CalendarDate = Annotated[datetime.date, BeforeValidator(_calendar_date)]
+
+
+class Authorization(_Model):
+    """How a model's AuthorizationPolicies act: `enforce` (the default) or `audit`.
+
+    In audit mode the model's own ALLOW rules are deployed in Istio dry-run (their decisions are
+    logged, not enforced) and one enforced ALLOW admits authenticated peers of the mesh only;
+    the deny-all, the DENY of operator paths, JWT validation, mTLS STRICT, NetworkPolicies,
+    egress and rate limits stay enforced (docs/security.md, "Audit mode"). It is a temporary
+    state: `reason` and `until` are required, and the policy pack refuses an `until` in the
+    past or too far ahead."""
+
+    mode: Literal["enforce", "audit"] = "enforce"
+    # Why the model is not enforced (a ticket, the migration it belongs to).
+    reason: str | None = Field(default=None, min_length=1)
+    # The last day audit mode may stay on (UTC); the policy pack blocks deployments after it.
+    until: CalendarDate | None = None
+
+    @model_validator(mode="after")
+    def _audit_needs_reason_and_end(self) -> Self:
+        if self.mode == "audit":
+            missing = [k for k in ("reason", "until") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(
+                    f"mode 'audit' needs {' and '.join(repr(k) for k in missing)}: say why the "
+                    "model is not enforced and the last day it may stay so (until: "
+                    '"YYYY-MM-DD", at most 30 days ahead by default)'
+                )
+        elif self.reason is not None or self.until is not None:
+            raise ValueError(
+                "'reason' and 'until' belong to mode 'audit'; remove them or set mode: audit"
+            )
+        return self
+
+    @property
+    def audit(self) -> bool:
+        return self.mode == "audit"
+
+
 class ModelSettings(_Model):
     name: DnsLabel
     # Defaults to the model name.
@@ -309,6 +365,8 @@ class ModelSettings(_Model):
     read_only_root_filesystem: bool = True
     # Where the model server serves Prometheus metrics; unset: its KServe runtime's port.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # enforce (default) | audit with a reason and an end date (docs/rollout.md).
+    authorization: Authorization = Authorization()
 
     @model_validator(mode="after")
     def _replicas(self) -> Self:

@@ -120,6 +120,8 @@ class AccessRow:
     rate_limit: RateLimit | None = None
     versions: tuple[str, ...] = ("stable",)
     issuer: str = ""  # integrations: the JWT issuer (rate-limit key)
+    # "enforced", or "audit until <date>" while the model's ALLOW rules run in dry-run.
+    enforcement: str = "enforced"
 
     @property
     def batch(self) -> bool:
@@ -170,6 +172,7 @@ class AccessRow:
             ),
             "policy": self.policy,
             "versions": list(self.versions),
+            "enforcement": self.enforcement,
         }
 
 
@@ -186,6 +189,11 @@ def allow_policy_name(model: ModelSettings) -> str:
     return short_name(model.name, "allow")
 
 
+def audit_policy_name(model: ModelSettings) -> str:
+    """The enforced ALLOW for mesh peers that audit mode adds."""
+    return short_name(model.name, "audit-mesh-peers")
+
+
 def window_policy_name(model: ModelSettings, namespace: str, service_account: str) -> str:
     """The one named policy a batch caller's CronJobs open and close."""
     digest = hashlib.sha256(f"{namespace}/{service_account}".encode()).hexdigest()[:8]
@@ -197,10 +205,47 @@ def request_principals(issuer: str, subjects: list[str]) -> list[str]:
     return [f"{issuer}/{s}" for s in subjects] if subjects else [f"{issuer}/*"]
 
 
+def enforcement(model: ModelSettings) -> str:
+    """How the model's grants act: `enforced`, or `audit until <date>` (dry-run)."""
+    mode = model.authorization
+    if mode.audit and mode.until is not None:
+        return f"audit until {mode.until.isoformat()}"
+    return "enforced"
+
+
+def audit_matrix_row(platform: ModelPlatform, model: ModelSettings) -> dict[str, Any] | None:
+    """The access matrix row for what audit mode lets in while the model's own rows run in
+    dry-run: any authenticated peer of the trust domain, on every path but the operator paths
+    (secure_model/authorization.py `audit_allow`). None for an enforced model."""
+    mode = model.authorization
+    if not mode.audit or mode.until is None:
+        return None
+    peers = f"{platform.trust_domain}/*"
+    return {
+        "model": model.name,
+        "namespace": model.ns,
+        "caller": f"{peers} (audit mode)",
+        "kind": "audit",
+        "role": "any but admin",
+        "principal": peers,
+        "requestPrincipals": [],
+        "methods": ["*"],
+        "paths": ["*"],
+        "operations": [{"methods": ["*"], "paths": ["*"]}],
+        "when": f"until {mode.until.isoformat()}",
+        "windows": [],
+        "rateLimit": None,
+        "policy": audit_policy_name(model),
+        "versions": ["stable", "canary"] if model.canary is not None else ["stable"],
+        "enforcement": f"enforced while in audit: {mode.reason}",
+    }
+
+
 def rows(platform: ModelPlatform, model: ModelSettings, gateway: GatewayRef) -> list[AccessRow]:
     """Every grant on `model`, in config order: in-mesh callers, then integrations."""
     td = platform.trust_domain
     versions = ("stable", "canary") if model.canary is not None else ("stable",)
+    acts = enforcement(model)
     out: list[AccessRow] = []
     for caller in model.callers:
         out.append(
@@ -222,6 +267,7 @@ def rows(platform: ModelPlatform, model: ModelSettings, gateway: GatewayRef) -> 
                 windows=tuple(caller.windows),
                 rate_limit=caller.rate_limit,
                 versions=versions,
+                enforcement=acts,
             )
         )
     integrations = {i.name: i for i in platform.integrations}
@@ -245,6 +291,7 @@ def rows(platform: ModelPlatform, model: ModelSettings, gateway: GatewayRef) -> 
                 rate_limit=grant.rate_limit,
                 versions=versions,
                 issuer=integration.issuer,
+                enforcement=acts,
             )
         )
     return out
@@ -268,7 +315,7 @@ def admins(access: list[AccessRow]) -> tuple[list[str], list[str]]:
 # ---- what a request may do (used by tests and the report, same data as the policies) --------
 
 
-def _path_matches(pattern: str, path: str) -> bool:
+def path_matches(pattern: str, path: str) -> bool:
     """Istio's path matching: exact, `prefix*`, `*suffix`, `*`, and `{*}` single segments."""
     if pattern == "*":
         return True
@@ -287,10 +334,10 @@ def _path_matches(pattern: str, path: str) -> bool:
 def row_allows(row: AccessRow, method: str, path: str) -> bool:
     """Whether `row` grants `method` on `path` (inside its window, for batch rows)."""
     return any(
-        method in op.methods and any(_path_matches(p, path) for p in op.paths)
+        method in op.methods and any(path_matches(p, path) for p in op.paths)
         for op in row.operations
     )
 
 
 def is_admin_path(model: ModelSettings, path: str) -> bool:
-    return any(_path_matches(p, path) for p in admin_paths(model))
+    return any(path_matches(p, path) for p in admin_paths(model))

@@ -121,6 +121,20 @@ KNOWN_METRICS: tuple[MetricFamily, ...] = (
         "https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/rbac_filter"
         " (Statistics); https://istio.io/latest/docs/tasks/security/authorization/authz-dry-run/",
     ),
+    # The same filter's dry-run (shadow) counters, http.<stat_prefix>.rbac.<shadow prefix>
+    # shadow_{allowed,denied}: what the model's ALLOW rules in Istio dry-run (audit mode) would
+    # decide. Istio's shadow prefix for ALLOW policies is `istio_dry_run_allow_` (pilot's
+    # authz builder, RBACShadowRulesAllowStatPrefix). Only emitted with builders/telemetry.py's
+    # proxyStatsMatcher.
+    MetricFamily(
+        (
+            "envoy_http_inbound_0_0_0_0_8080_rbac_istio_dry_run_allow_shadow_denied",
+            "envoy_http_inbound_0_0_0_0_8080_rbac_istio_dry_run_allow_shadow_allowed",
+        ),
+        TARGET_LABELS,
+        "https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/rbac_filter"
+        " (Statistics: shadow_rules_stat_prefix); istio pilot/pkg/security/authz/builder",
+    ),
     # cert-manager controller (pkg/metrics), scraped with honorLabels so `namespace`/`name`
     # are the Certificate's.
     MetricFamily(
@@ -253,6 +267,8 @@ class Alert:
     needs_models: bool = False
     # Only when istio-csr is the mesh CA (aimesh:meshCa cert-manager).
     needs_istio_csr: bool = False
+    # Only while some model is in audit mode (models[].authorization.mode: audit).
+    needs_audit: bool = False
 
     @property
     def runbook(self) -> str:
@@ -325,6 +341,7 @@ def alerts(settings: Settings) -> list[Alert]:
         f"and on (destination_service_namespace, destination_service_name) {REQUESTS} > {min_rate}"
     )
     cert_seconds = s.alert_cert_expiry_days * 86400
+    audited = "|".join(sorted(m.ns for m in s.models if m.authorization.audit))
     return [
         Alert(
             "AimeshAuthenticationFailures",
@@ -358,6 +375,18 @@ def alerts(settings: Settings) -> list[Alert]:
             "Istio AuthorizationPolicy denials at {{ $labels.namespace }}/{{ $labels.pod }}",
             "The Envoy RBAC filter of {{ $labels.pod }} denies {{ $value | humanize }} "
             "requests/s (deny-all or a DENY rule matched): lateral movement or a broken grant.",
+        ),
+        Alert(
+            "AimeshAuditModeShadowDenials",
+            "warning",
+            "sum by (namespace, pod) (rate({__name__=~"
+            '"envoy_http_inbound_.+_rbac_istio_dry_run_allow_shadow_denied", '
+            f'namespace=~"{audited}"}}[5m])) > 0',
+            "Calls that enforcing would break: shadow denials at {{ $labels.namespace }}",
+            "{{ $labels.pod }} (a model in audit mode) receives {{ $value | humanize }} "
+            "requests/s that its own ALLOW rules, running in dry-run, deny: callers or routes "
+            "missing from the model's config. Enforcing now would refuse them.",
+            needs_audit=True,
         ),
         Alert(
             "AimeshUnusualRequestVolume",
@@ -443,13 +472,16 @@ def alerts(settings: Settings) -> list[Alert]:
 
 def active_alerts(settings: Settings) -> list[Alert]:
     """The alerts that apply to this stack (model alerts need at least one model; istio-csr's
-    need it to be the mesh CA)."""
+    need it to be the mesh CA; the audit-mode alert a model in audit mode)."""
     has_models = bool(settings.models)
     istio_csr = mesh_ca.enabled(settings)
+    auditing = any(m.authorization.audit for m in settings.models)
     return [
         a
         for a in alerts(settings)
-        if (has_models or not a.needs_models) and (istio_csr or not a.needs_istio_csr)
+        if (has_models or not a.needs_models)
+        and (istio_csr or not a.needs_istio_csr)
+        and (auditing or not a.needs_audit)
     ]
 
 

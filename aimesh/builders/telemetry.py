@@ -37,6 +37,13 @@ OTLP_GRPC_PORT = 4317
 # has it; `iss` + "/" + `sub` is what Istio calls the request principal.
 _JWT_PAYLOAD = "envoy.filters.http.jwt_authn:payload"
 
+# Where Envoy's RBAC filter puts the decision of Istio's dry-run ALLOW policies (namespace
+# `envoy.filters.http.rbac`, keys `<shadow_rules_stat_prefix>shadow_engine_result` /
+# `..._shadow_effective_policy_id`; Istio's shadow prefix for ALLOW is `istio_dry_run_allow_`).
+# Set only on proxies where a dry-run policy applies: models in audit mode.
+_RBAC = "envoy.filters.http.rbac"
+SHADOW_ALLOW_PREFIX = "istio_dry_run_allow_"
+
 # The audit record: field -> Envoy access-log command operator. Documented field by field in
 # docs/observability.md (keep them in step; a test checks every field is documented).
 ACCESS_LOG_FIELDS: dict[str, str] = {
@@ -65,6 +72,12 @@ ACCESS_LOG_FIELDS: dict[str, str] = {
     "response_code": "%RESPONSE_CODE%",
     "response_flags": "%RESPONSE_FLAGS%",
     "response_code_details": "%RESPONSE_CODE_DETAILS%",
+    # Audit mode: what the model's dry-run ALLOW rules decided ("allowed" / "denied") and the
+    # rule that matched (ns[<ns>]-policy[<name>]-rule[<i>]); what enforcing would do.
+    "shadow_allow_result": f"%DYNAMIC_METADATA({_RBAC}:{SHADOW_ALLOW_PREFIX}shadow_engine_result)%",
+    "shadow_allow_policy": (
+        f"%DYNAMIC_METADATA({_RBAC}:{SHADOW_ALLOW_PREFIX}shadow_effective_policy_id)%"
+    ),
     "connection_termination_details": "%CONNECTION_TERMINATION_DETAILS%",
     "bytes_received": "%BYTES_RECEIVED%",
     "bytes_sent": "%BYTES_SENT%",
@@ -109,8 +122,13 @@ def extension_providers(settings: Settings) -> list[dict[str, Any]]:
 
 
 # Envoy RBAC filter counters (http.<prefix>.rbac.{allowed,denied}) are not in Istio's default
-# proxy stats; the AimeshPolicyDenials alert needs `denied`.
-PROXY_STATS_INCLUSION_REGEXPS = [r"http\..*\.rbac\.(allowed|denied)"]
+# proxy stats; the AimeshPolicyDenials alert needs `denied`. The dry-run (shadow) counters,
+# http.<prefix>.rbac.istio_dry_run_allow_shadow_{allowed,denied}, feed
+# AimeshAuditModeShadowDenials.
+PROXY_STATS_INCLUSION_REGEXPS = [
+    r"http\..*\.rbac\.(allowed|denied)",
+    rf"http\..*\.rbac\.{SHADOW_ALLOW_PREFIX}shadow_(allowed|denied)",
+]
 
 
 def mesh_config(settings: Settings) -> dict[str, Any]:

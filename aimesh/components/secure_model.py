@@ -68,7 +68,7 @@ class SecureModel(pulumi.ComponentResource):
         objects = secure_model.build(args.platform, model, args.gateway, args.setting)
         self.model_name = model.name
         self.endpoint = f"https://{model.name}.{args.gateway.domain}"
-        self.access_rows: list[dict[str, Any]] = [row.to_dict() for row in objects.rows]
+        self.access_rows: list[dict[str, Any]] = objects.matrix()
         self.objects = objects
 
         # Children do not inherit the component's dependencies: pass them on explicitly, so

@@ -260,7 +260,7 @@ def test_admins_are_the_only_exempted(alpha_rows: list[access.AccessRow]) -> Non
     ],
 )
 def test_istio_path_semantics(pattern: str, path: str, expected: bool) -> None:
-    assert access._path_matches(pattern, path) is expected
+    assert access.path_matches(pattern, path) is expected
 
 
 def test_short_names_stay_within_limits() -> None:

@@ -59,6 +59,9 @@ def test_mesh_config_fragment_references_only_defined_providers() -> None:
         assert set(providers) <= names
     regexps = fragment["defaultConfig"]["proxyStatsMatcher"]["inclusionRegexps"]
     assert any(re.fullmatch(r, "http.inbound_0.0.0.0_8080.rbac.denied") for r in regexps)
+    # Audit mode's shadow decisions (Envoy: <prefix>.rbac.<shadow_rules_stat_prefix>shadow_*).
+    shadow = "http.inbound_0.0.0.0_8080.rbac.istio_dry_run_allow_shadow_denied"
+    assert any(re.fullmatch(r, shadow) for r in regexps)
     assert not any(
         re.fullmatch(r, "http.inbound_0.0.0.0_8080.downstream_rq_total") for r in regexps
     )

@@ -10,6 +10,7 @@ What a model gets, one module each:
 - `authorization`: built from builders/access.py rows: a namespace-wide deny-all, ALLOW rules
   that name exact principals, methods and paths, a DENY of operator paths for everyone but
   admins, and JWT validation again at the model for integrations (the gateway forwards the token);
+  in audit mode the ALLOW rules run in dry-run behind one enforced ALLOW for mesh peers;
 - `windows`: one closed-by-default policy per batch caller that CronJobs open and close;
 - `rbac`: managers manage the InferenceServices, callers may only read them;
 - `rate_limit`: Envoy local rate limits (per model, per caller);
@@ -57,6 +58,12 @@ class ModelObjects:
     guards: list[dict[str, Any]] = field(default_factory=list)
     workload: list[dict[str, Any]] = field(default_factory=list)
     rows: list[access.AccessRow] = field(default_factory=list)
+    # What audit mode lets in besides the rows (None when enforced): one more matrix row.
+    audit_row: dict[str, Any] | None = None
+
+    def matrix(self) -> list[dict[str, Any]]:
+        """The model's access matrix rows (JSON-able): every grant, plus audit mode's."""
+        return [r.to_dict() for r in self.rows] + ([self.audit_row] if self.audit_row else [])
 
     def all(self) -> list[dict[str, Any]]:
         return [
@@ -77,11 +84,18 @@ def build(
     is where the stack declares the model (`aimesh:models[1]`); every object is annotated with
     it, so a policy violation names the setting to change (common.from_setting)."""
     rows = access.rows(platform, model, gateway)
-    objects = ModelObjects(namespace=serving.namespace(model), rows=rows)
+    objects = ModelObjects(
+        namespace=serving.namespace(model),
+        rows=rows,
+        audit_row=access.audit_matrix_row(platform, model),
+    )
     objects.identity.append(serving.service_account(model))
-    allow = authorization.allow_policy(model, rows)
-    if allow is not None:
-        objects.allow.append(allow)
+    for allow in (
+        authorization.allow_policy(model, rows),
+        authorization.audit_allow(platform, model),
+    ):
+        if allow is not None:
+            objects.allow.append(allow)
     objects.allow.append(authorization.deny_admin(model, rows))
     jwt = authorization.request_authentication(platform, model)
     if jwt is not None:

@@ -9,6 +9,7 @@ from typing import Any
 from aimesh import versions
 from aimesh.builders import access
 from aimesh.builders.common import ROLE_LABEL, metadata
+from aimesh.builders.secure_model.authorization import audited_annotations
 from aimesh.builders.secure_model.meta import SECURITY_API, model_labels, workload_selector
 from aimesh.settings import ModelSettings
 
@@ -36,11 +37,17 @@ def controller_service_account(row: access.AccessRow) -> str:
 
 def window_policy(model: ModelSettings, row: access.AccessRow) -> dict[str, Any]:
     """The batch caller's ALLOW, created CLOSED (no rules: allows nothing). Its CronJobs set
-    `rules` to `open_patch(row)` when a window opens and remove them when it closes."""
+    `rules` to `open_patch(row)` when a window opens and remove them when it closes. In dry-run
+    while the model is in audit mode, like the model's other ALLOW rules."""
     return {
         "apiVersion": SECURITY_API,
         "kind": "AuthorizationPolicy",
-        "metadata": metadata(row.policy, model.ns, {**model_labels(model), WINDOW_LABEL: "batch"}),
+        "metadata": metadata(
+            row.policy,
+            model.ns,
+            {**model_labels(model), WINDOW_LABEL: "batch"},
+            audited_annotations(model),
+        ),
         "spec": closed_spec(model),
     }
 
