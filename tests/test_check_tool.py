@@ -154,7 +154,8 @@ def test_policy_pack_config_file_changes_the_verdict(tmp_path: Path) -> None:
     manifests = tmp_path / "manifests"
     _write(manifests, "all.yaml", MESH_STRICT, PERMISSIVE)
     exempt = tmp_path / "exempt.json"
-    exempt.write_text(json.dumps({PA_POLICY: {"exemptNamespaces": ["payments"]}}))
+    entry = {"name": "payments", "reason": "legacy clients", "expires": "2999-12-31"}
+    exempt.write_text(json.dumps({PA_POLICY: {"exemptNamespaces": [entry]}}))
     proc = _check("--manifests", str(manifests), "--policy-pack-config", str(exempt))
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -171,10 +172,19 @@ def test_policy_pack_config_file_changes_the_verdict(tmp_path: Path) -> None:
 
 
 @needs_pack
-def test_an_invalid_config_file_stops_the_check(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "entries",
+    [
+        "payments",
+        ["payments"],  # the old form: no reason, no expiry
+        [{"name": "payments", "expires": "2999-12-31"}],
+        [{"name": "payments", "reason": "r", "expires": "next year"}],
+    ],
+)
+def test_an_invalid_config_file_stops_the_check(tmp_path: Path, entries: object) -> None:
     _write(tmp_path / "m", "all.yaml", MESH_STRICT)
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({PA_POLICY: {"exemptNamespaces": "payments"}}))
+    bad.write_text(json.dumps({PA_POLICY: {"exemptNamespaces": entries}}))
     proc = _check("--manifests", str(tmp_path / "m"), "--policy-pack-config", str(bad))
     assert proc.returncode == 2
     assert PA_POLICY in proc.stderr

@@ -74,7 +74,8 @@ def _policy_section(policy: Policy) -> Iterable[str]:
     extra = [k for k in policy.config if k not in COMMON_CONFIG_SCHEMA]
     exempt = (
         f'**Exempt.** In the config file, under `"{policy.name}"`: `exemptNamespaces`, '
-        "`exemptWorkloads` (`namespace/name`, `namespace/*`)"
+        "`exemptWorkloads` (`namespace/name`, `namespace/*`), each entry with a `reason` and "
+        "an `expires` date"
     )
     if extra:
         exempt += "; this policy also reads " + ", ".join(
@@ -139,6 +140,15 @@ def render() -> str:
     for key, schema in COMMON_CONFIG_SCHEMA.items():
         lines.append(f"| `{key}` | {_default(schema)} | {schema.get('description', '')} |")
     lines += [
+        "",
+        "Every exemption is an object with what it exempts (`name`, or `port` for "
+        "`exemptPorts`), a `reason` and an `expires` date, e.g. "
+        '`"exemptNamespaces": [{"name": "legacy-batch", "reason": "TICKET-42: moves into the '
+        'mesh in Q1", "expires": "2027-03-31"}]`. An exemption applies through its `expires` '
+        "day (UTC). After that it exempts nothing: the findings it hid come back, each saying "
+        "which exemption lapsed and when, and `make audit` lists exemptions that end within 7 "
+        "days or have ended. An entry without a reason or a valid date is refused by the "
+        "config schema (and never exempts).",
         "",
         "`policy-pack/policy-config.json` is the file this project's own stacks are "
         "checked with (CI and `make check`): it exempts `aimesh-observability` from the "

@@ -45,6 +45,7 @@ CONCERNS: Final = (
     "decoding",
     "pki",
     "guardrails",
+    "auditmode",
 )
 
 

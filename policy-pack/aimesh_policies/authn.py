@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from aimesh_policies.accessors import as_str, maps, str_list
+from aimesh_policies.auditmode import is_dry_run
 from aimesh_policies.authz import (
     ANONYMOUS_PATHS_CONFIG,
     AP_CRITICAL,
@@ -87,7 +88,9 @@ def _denies_anonymous(rule: Mapping[str, Any], anonymous: frozenset[str]) -> boo
 
 
 def _token_optional(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
-    index = ByNamespace(of_kind(objs, AUTHORIZATION_POLICY), ctx)
+    # A dry-run policy (audit mode) requires nothing: only enforced ones count.
+    enforced = [p for p in of_kind(objs, AUTHORIZATION_POLICY) if not is_dry_run(p)]
+    index = ByNamespace(enforced, ctx)
     anonymous = anonymous_paths(ctx)
     for ra in of_kind(objs, REQUEST_AUTHENTICATION):
         if not maps(ra.spec.get("jwtRules")):

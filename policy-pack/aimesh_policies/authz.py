@@ -14,6 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from aimesh_policies.accessors import as_str, get, maps, str_list
+from aimesh_policies.auditmode import (
+    declaration,
+    is_current_audit_allow,
+    is_dry_run,
+    peers_only,
+)
 from aimesh_policies.framework import (
     Context,
     Finding,
@@ -21,6 +27,7 @@ from aimesh_policies.framework import (
     Policy,
     Severity,
     finding,
+    today,
 )
 from aimesh_policies.k8s_object import MESH_CONFIG, K8sObject
 from aimesh_policies.meshlib import (
@@ -113,11 +120,15 @@ def wildcard_principal(principal: str) -> bool:
 def _wildcards(obj: K8sObject, ctx: Context) -> Iterable[Finding]:
     if not _is_allow(obj):
         return
+    # A model in audit mode admits authenticated peers (`<td>/*`) by design while its own rules
+    # run in dry-run; the declaration's reason and end are judged by auditmode.py, and once it
+    # ends the wildcard is flagged here again.
+    audit = is_current_audit_allow(obj)
     for i, rule in rules(obj):
         for j, source in sources(rule):
             at = f"spec.rules[{i}].from[{j}].source"
             checks = (
-                ("principals", wildcard_principal),
+                ("principals", lambda v: wildcard_principal(v) and not (audit and peers_only(v))),
                 ("namespaces", lambda v: "*" in v),
                 ("trustDomains", lambda v: "*" in v),
                 ("serviceAccounts", lambda v: "*" in v.split("/", 1)[0] or v == "*"),
@@ -310,8 +321,9 @@ def _path_weakness(path: str) -> str:
 
 
 def is_deny_all(obj: K8sObject) -> bool:
-    """ALLOW with no rules (allow-nothing) or DENY with an empty rule, namespace-wide."""
-    if not namespace_wide(obj):
+    """ALLOW with no rules (allow-nothing) or DENY with an empty rule, namespace-wide, and
+    enforced (a dry-run policy denies nothing)."""
+    if not namespace_wide(obj) or is_dry_run(obj):
         return False
     act = action(obj)
     if act == "ALLOW":
@@ -387,12 +399,21 @@ def names_principals(rule: Mapping[str, Any]) -> bool:
     return False
 
 
+def _audited(policy: K8sObject) -> bool:
+    """Enforced, or in dry-run under a current audit declaration (the model's own rules while
+    it is in audit mode: the grants are there, their enforcement is being watched)."""
+    if not is_dry_run(policy):
+        return True
+    decl = declaration(policy)
+    return decl is not None and decl.current(today())
+
+
 def _isvc_uncovered(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
     index = ByNamespace(
         (
             p
             for p in of_kind(objs, AUTHORIZATION_POLICY)
-            if _is_allow(p) and any(names_principals(r) for _, r in rules(p))
+            if _is_allow(p) and _audited(p) and any(names_principals(r) for _, r in rules(p))
         ),
         ctx,
     )

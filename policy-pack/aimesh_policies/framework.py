@@ -13,11 +13,18 @@ tests prove over malformed manifests and unknown values.
 Unknown values: a policy lists its `critical` fields; when any of them is unknown during preview,
 `evaluate` reports "cannot verify <field>: value unknown until apply" instead of letting the
 object pass (the check still runs on what is known).
+
+Exemptions (`exemptNamespaces`, `exemptWorkloads`, `exemptPorts` in a policy's config) each carry
+a `reason` and an `expires` date. An exemption exempts through its `expires` day (UTC); after it
+it exempts nothing, and every finding it would have hidden says that it lapsed and when. Entries
+without a reason or a valid date never exempt (the CLI refuses them against the schema first).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -112,31 +119,60 @@ DEFAULT_GATEWAY_NAMESPACES: Final = ("istio-ingress",)
 # JSON schema of the configuration every policy accepts (the CLI validates
 # `--policy-pack-config` against it and fills in the defaults). Config is per policy in Pulumi, so
 # every policy declares the shared keys.
+_DATE = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+def _exemptions(key: str, what: dict[str, Any], description: str) -> dict[str, Any]:
+    """The schema of one exemption list: each entry names what it exempts, why, and until when."""
+    return {
+        "type": "array",
+        "default": [],
+        "description": description
+        + " Each entry needs a `reason` and an `expires` date (YYYY-MM-DD, UTC): it exempts "
+        "through that day and nothing after it.",
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [key, "reason", "expires"],
+            "properties": {
+                key: what,
+                "reason": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Why this is exempt (a ticket, the risk accepted, by whom).",
+                },
+                "expires": {
+                    "type": "string",
+                    "pattern": _DATE,
+                    "description": "The last day the exemption applies (YYYY-MM-DD, UTC).",
+                },
+            },
+        },
+    }
+
+
+# JSON schema of the configuration every policy accepts (the CLI validates
+# `--policy-pack-config` against it and fills in the defaults). Config is per policy in Pulumi, so
+# every policy declares the shared keys.
 COMMON_CONFIG_SCHEMA: Final[dict[str, dict[str, Any]]] = {
-    "exemptNamespaces": {
-        "type": "array",
-        "items": {"type": "string"},
-        "default": [],
-        "description": "Namespaces this policy does not judge at all.",
-    },
-    "exemptWorkloads": {
-        "type": "array",
-        "items": {"type": "string"},
-        "default": [],
-        "description": (
-            "Objects this policy does not judge, as `namespace/name` (`namespace/*` for all "
-            "of a namespace; `name` alone for cluster-scoped objects)."
-        ),
-    },
-    "exemptPorts": {
-        "type": "array",
-        "items": {"type": "integer", "minimum": 1, "maximum": 65535},
-        "default": [],
-        "description": (
-            "Ports that may be excluded from traffic capture or have a port-level mTLS "
-            "exception (e.g. a metrics port scraped from outside the mesh)."
-        ),
-    },
+    "exemptNamespaces": _exemptions(
+        "name",
+        {"type": "string", "minLength": 1},
+        "Namespaces this policy does not judge at all: [{name, reason, expires}].",
+    ),
+    "exemptWorkloads": _exemptions(
+        "name",
+        {"type": "string", "minLength": 1},
+        "Objects this policy does not judge: [{name, reason, expires}], name as "
+        "`namespace/name` (`namespace/*` for all of a namespace; `name` alone for "
+        "cluster-scoped objects).",
+    ),
+    "exemptPorts": _exemptions(
+        "port",
+        {"type": "integer", "minimum": 1, "maximum": 65535},
+        "Ports that may be excluded from traffic capture or have a port-level mTLS exception "
+        "(e.g. a metrics port scraped from outside the mesh): [{port, reason, expires}].",
+    ),
     "controlPlaneNamespaces": {
         "type": "array",
         "items": {"type": "string"},
@@ -181,6 +217,57 @@ COMMON_CONFIG_SCHEMA: Final[dict[str, dict[str, Any]]] = {
 }
 
 
+def today() -> datetime.date:
+    """The current day in UTC: exemptions and audit declarations end at the end of a UTC day."""
+    return datetime.datetime.now(datetime.UTC).date()
+
+
+def parse_day(value: Any) -> datetime.date | None:
+    """A `YYYY-MM-DD` string as a date (None for anything else)."""
+    text = as_str(value)
+    if text is None or not re.fullmatch(_DATE, text):
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Exemption:
+    """One entry of an exemption list."""
+
+    key: str  # exemptNamespaces | exemptWorkloads | exemptPorts
+    value: str  # the namespace, `namespace/name` or port
+    reason: str
+    expires: datetime.date
+
+    def note(self) -> str:
+        return (
+            f"Not exempt: {self.key} entry {self.value!r} ({self.reason}) ended on "
+            f"{self.expires.isoformat()}; renew it with a new `expires` or fix the finding."
+        )
+
+
+def _exemption_entries(key: str, value: Any) -> list[Exemption]:
+    """Well-formed entries of one exemption list (others are dropped: they never exempt)."""
+    field_name = "port" if key == "exemptPorts" else "name"
+    out: list[Exemption] = []
+    for entry in as_list(value):
+        if not isinstance(entry, Mapping):
+            continue
+        reason = (as_str(entry.get("reason")) or "").strip()
+        expires = parse_day(entry.get("expires"))
+        if key == "exemptPorts":
+            port = as_int(entry.get(field_name))
+            what = str(port) if port is not None and 1 <= port <= 65535 else ""
+        else:
+            what = as_str(entry.get(field_name)) or ""
+        if what and reason and expires is not None:
+            out.append(Exemption(key, what, reason, expires))
+    return out
+
+
 @dataclass(frozen=True)
 class Context:
     """The policy config of one policy (from `--policy-pack-config`), parsed leniently: a value of
@@ -197,26 +284,42 @@ class Context:
     gateway_namespaces: frozenset[str] = frozenset(DEFAULT_GATEWAY_NAMESPACES)
     # The whole raw config, for policy-specific keys (declared in `Policy.config`).
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # Exemptions past their `expires` day: they exempt nothing; findings they would have
+    # hidden say so.
+    lapsed: tuple[Exemption, ...] = ()
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | object) -> Context:
+    def from_config(
+        cls, config: Mapping[str, Any] | object, *, on: datetime.date | None = None
+    ) -> Context:
+        """Parse a policy's config; exemptions are judged as of `on` (default: today, UTC)."""
         from aimesh_policies.accessors import plain
 
         raw = plain(config)
         raw = raw if isinstance(raw, Mapping) else {}
         defaults = cls()
+        day = on or today()
 
         def strings(key: str, default: Iterable[str]) -> frozenset[str]:
             value = raw.get(key)
             return frozenset(str_list(value)) if isinstance(value, list) else frozenset(default)
 
-        ports = raw.get("exemptPorts")
+        entries = [
+            e
+            for key in ("exemptNamespaces", "exemptWorkloads", "exemptPorts")
+            for e in _exemption_entries(key, raw.get(key))
+        ]
+        active = [e for e in entries if e.expires >= day]
+
+        def exempt(key: str) -> frozenset[str]:
+            return frozenset(e.value for e in active if e.key == key)
+
         labels = raw.get("modelNamespaceLabels")
         workload_labels = raw.get("modelWorkloadLabels")
         return cls(
-            exempt_namespaces=strings("exemptNamespaces", ()),
-            exempt_workloads=strings("exemptWorkloads", ()),
-            exempt_ports=frozenset(p for p in (as_int(v) for v in as_list(ports)) if p is not None),
+            exempt_namespaces=exempt("exemptNamespaces"),
+            exempt_workloads=exempt("exemptWorkloads"),
+            exempt_ports=frozenset(int(p) for p in exempt("exemptPorts")),
             control_plane_namespaces=strings(
                 "controlPlaneNamespaces", DEFAULT_CONTROL_PLANE_NAMESPACES
             ),
@@ -229,6 +332,7 @@ class Context:
             or defaults.mesh_root_namespace,
             gateway_namespaces=strings("gatewayNamespaces", DEFAULT_GATEWAY_NAMESPACES),
             raw=dict(raw),
+            lapsed=tuple(e for e in entries if e.expires < day),
         )
 
     @classmethod
@@ -237,7 +341,10 @@ class Context:
         of the same policy config. Keyed on the config's full JSON content (so a changed config
         - a new Configure - is a new key); uncacheable configs are parsed each time."""
         try:
-            key = json.dumps(config, sort_keys=True, separators=(",", ":"), default=unproxied)
+            # The day is part of the key: an exemption lapses at midnight UTC.
+            key = today().isoformat() + json.dumps(
+                config, sort_keys=True, separators=(",", ":"), default=unproxied
+            )
         except (TypeError, ValueError, RecursionError):
             return cls.from_config(config)
         with _CONTEXTS_LOCK:
@@ -252,18 +359,32 @@ class Context:
         return ctx
 
     def is_exempt(self, obj: K8sObject) -> bool:
-        if obj.namespace and obj.namespace in self.exempt_namespaces:
-            return True
-        if obj.is_("", "Namespace") and obj.name in self.exempt_namespaces:
-            return True
-        if not self.exempt_workloads:
-            return False
-        if obj.namespace:
-            return (
-                f"{obj.namespace}/{obj.name}" in self.exempt_workloads
-                or f"{obj.namespace}/*" in self.exempt_workloads
-            )
-        return obj.name in self.exempt_workloads
+        return _covered(obj, self.exempt_namespaces, self.exempt_workloads)
+
+    def lapsed_for(self, obj: K8sObject, message: str) -> list[Exemption]:
+        """Lapsed exemptions that would have hidden `message` about `obj`: namespace and
+        workload entries covering it, port entries whose port the message names."""
+        found = []
+        for entry in self.lapsed:
+            if entry.key == "exemptPorts":
+                hit = re.search(rf"(?<![0-9]){entry.value}(?![0-9])", message) is not None
+            elif entry.key == "exemptNamespaces":
+                hit = _covered(obj, frozenset({entry.value}), frozenset())
+            else:
+                hit = _covered(obj, frozenset(), frozenset({entry.value}))
+            if hit:
+                found.append(entry)
+        return found
+
+    def with_lapsed_notes(self, obj: K8sObject, found: list[Finding]) -> list[Finding]:
+        """`found` with a note on each finding a lapsed exemption would have hidden."""
+        if not self.lapsed:
+            return found
+        out = []
+        for f in found:
+            notes = " ".join(e.note() for e in self.lapsed_for(obj, f.message))
+            out.append(Finding(f"{f.message} {notes}", f.urn) if notes else f)
+        return out
 
     def is_control_plane(self, namespace: str) -> bool:
         return namespace in self.control_plane_namespaces
@@ -279,6 +400,18 @@ class Context:
             key in labels and (want == "*" or labels[key] == want)
             for key, want in self.model_namespace_labels.items()
         )
+
+
+def _covered(obj: K8sObject, namespaces: frozenset[str], workloads: frozenset[str]) -> bool:
+    if obj.namespace and obj.namespace in namespaces:
+        return True
+    if obj.is_("", "Namespace") and obj.name in namespaces:
+        return True
+    if not workloads:
+        return False
+    if obj.namespace:
+        return f"{obj.namespace}/{obj.name}" in workloads or f"{obj.namespace}/*" in workloads
+    return obj.name in workloads
 
 
 _CONTEXTS: dict[str, Context] = {}
@@ -346,7 +479,7 @@ def evaluate(policy: Policy, obj: K8sObject, ctx: Context) -> list[Finding]:
                 seen.add(where)
                 found.append(unknown_finding(obj, where))
     found.extend(policy.check(obj, ctx))
-    return _in_user_terms(policy, found, [obj])
+    return _in_user_terms(policy, ctx.with_lapsed_notes(obj, found), [obj])
 
 
 def _in_user_terms(
@@ -380,7 +513,14 @@ def evaluate_stack(policy: Policy, objs: Sequence[K8sObject], ctx: Context) -> l
             if policy.applies_to(obj):
                 found.extend(unknown_finding(obj, where) for where in obj.unknown(path))
     found.extend(policy.check_stack(judged, ctx))
-    return _in_user_terms(policy, found, judged)
+    if not ctx.lapsed:
+        return _in_user_terms(policy, found, judged)
+    by_urn = {o.urn: o for o in judged if o.urn}
+    out: list[Finding] = []
+    for f in found:
+        anchor = by_urn.get(f.urn)
+        out.extend(ctx.with_lapsed_notes(anchor, [f]) if anchor is not None else [f])
+    return _in_user_terms(policy, out, judged)
 
 
 def evaluate_all(
@@ -419,6 +559,7 @@ def _copy(value: Any) -> Any:
 __all__ = [
     "COMMON_CONFIG_SCHEMA",
     "Context",
+    "Exemption",
     "Finding",
     "Level",
     "Policy",
@@ -429,6 +570,8 @@ __all__ = [
     "evaluate_all",
     "evaluate_stack",
     "finding",
+    "parse_day",
     "show",
+    "today",
     "unknown_finding",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from collections.abc import Mapping
@@ -25,6 +26,17 @@ OPTS = pulumi_policy.PolicyResourceOptions(
 )
 UNKNOWN_TOKEN = "<unknown>"
 _HEADER = re.compile(r"^#\s*(expect|config):\s*(.*)$")
+# Dates relative to the day the test runs (exemption expiries, audit-mode end dates), so that a
+# fixture's verdict never changes with the calendar: `{{today}}`, `{{today+30d}}`, `{{today-1d}}`.
+_DAY = re.compile(r"\{\{today(?:([+-][0-9]+)d)?\}\}")
+
+
+def with_days(text: str, on: datetime.date | None = None) -> str:
+    """`text` with every `{{today[+-N]d}}` replaced by that day (UTC), as YYYY-MM-DD."""
+    base = on or datetime.datetime.now(datetime.UTC).date()
+    return _DAY.sub(
+        lambda m: (base + datetime.timedelta(days=int(m.group(1) or 0))).isoformat(), text
+    )
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,7 @@ def fixture_files() -> list[Path]:
 
 
 def load_fixture(path: Path) -> Fixture:
-    text = path.read_text()
+    text = with_days(path.read_text())
     expect: list[str] = []
     config: dict[str, Any] = {}
     for line in text.splitlines():

@@ -3,6 +3,7 @@ config and exemptions, and the pulumi_policy wrappers (validate, remediate, stac
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pulumi_policy
@@ -296,12 +297,19 @@ def test_accessors_are_total() -> None:
 # --- config and exemptions -----------------------------------------------------------------------
 
 
+def _until(what: str, value: object, days: int = 30, reason: str = "why") -> dict[str, object]:
+    day = datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=days)
+    return {what: value, "reason": reason, "expires": day.isoformat()}
+
+
 def test_context_from_config_and_defaults() -> None:
     ctx = Context.from_config(
         {
-            "exemptNamespaces": ["legacy"],
-            "exemptWorkloads": ["team/web", "batch/*", "cluster-thing"],
-            "exemptPorts": [9090, "15020", "x"],
+            "exemptNamespaces": [_until("name", "legacy")],
+            "exemptWorkloads": [
+                _until("name", n) for n in ("team/web", "batch/*", "cluster-thing")
+            ],
+            "exemptPorts": [_until("port", 9090), _until("port", "15020"), _until("port", "x")],
             "meshRootNamespace": "mesh-root",
             "modelNamespaceLabels": {"aimesh.io/model": "*"},
         }
@@ -325,17 +333,61 @@ def test_context_from_config_and_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    "config", [None, "junk", 7, {"exemptNamespaces": "notalist"}, {"exemptPorts": {}}]
+    "config",
+    [
+        None,
+        "junk",
+        7,
+        {"exemptNamespaces": "notalist"},
+        {"exemptPorts": {}},
+        {"exemptNamespaces": [{"name": 3, "reason": [], "expires": "2027-02-30"}]},
+        {"exemptPorts": [{"port": 70000, "reason": "r", "expires": "2027-01-01"}]},
+    ],
 )
 def test_context_from_odd_config_never_raises(config: object) -> None:
     ctx = Context.from_config(config)
     assert ctx.mesh_root_namespace == "istio-system"
+    assert not ctx.exempt_namespaces
+    assert not ctx.exempt_ports
 
 
 def test_exemption_silences_a_policy() -> None:
     [obj] = object_from_manifest(PA)
     assert evaluate(STRICT_PA, obj, Context())
-    assert not evaluate(STRICT_PA, obj, Context.from_config({"exemptNamespaces": ["istio-system"]}))
+    config = {"exemptNamespaces": [_until("name", "istio-system")]}
+    assert not evaluate(STRICT_PA, obj, Context.from_config(config))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "istio-system",  # the old form: no reason, no expiry
+        {"name": "istio-system", "expires": "2099-01-01"},
+        {"name": "istio-system", "reason": "  ", "expires": "2099-01-01"},
+        {"name": "istio-system", "reason": "why"},
+        {"name": "istio-system", "reason": "why", "expires": "someday"},
+    ],
+)
+def test_an_exemption_without_reason_and_expiry_never_exempts(entry: object) -> None:
+    [obj] = object_from_manifest(PA)
+    assert evaluate(STRICT_PA, obj, Context.from_config({"exemptNamespaces": [entry]}))
+
+
+def test_an_exemption_applies_through_its_last_day_then_lapses_and_says_so() -> None:
+    [obj] = object_from_manifest(PA)
+    last_day = Context.from_config({"exemptNamespaces": [_until("name", "istio-system", 0)]})
+    assert not evaluate(STRICT_PA, obj, last_day)
+    lapsed = Context.from_config(
+        {"exemptNamespaces": [_until("name", "istio-system", -1, "legacy mesh, TICKET-7")]}
+    )
+    [found] = evaluate(STRICT_PA, obj, lapsed)
+    assert "Not exempt: exemptNamespaces entry 'istio-system' (legacy mesh, TICKET-7)" in (
+        found.message
+    )
+    # Judged as of another day, the same entry still holds.
+    earlier = datetime.datetime.now(datetime.UTC).date() - datetime.timedelta(days=5)
+    config = {"exemptNamespaces": [_until("name", "istio-system", -1)]}
+    assert not evaluate(STRICT_PA, obj, Context.from_config(config, on=earlier))
 
 
 def test_every_policy_config_schema_has_the_common_keys_with_defaults() -> None:
@@ -414,7 +466,7 @@ def test_resource_wrapper_reports_and_respects_config() -> None:
     assert len(reports.messages) == 1
     assert reports.messages[0][1] == "urn:pulumi:s::p::t::n"
     reports = _Reports()
-    config = {"exemptNamespaces": ["istio-system"]}
+    config = {"exemptNamespaces": [_until("name", "istio-system")]}
     wrapper.validate(
         _args("kubernetes:security.istio.io/v1:PeerAuthentication", PA, config), reports
     )
@@ -544,7 +596,7 @@ def test_normalization_is_shared_per_content_and_never_leaks() -> None:
 
 
 def test_context_is_parsed_once_per_distinct_config() -> None:
-    base = {"exemptNamespaces": ["legacy"], "exemptPorts": [9090.0]}
+    base = {"exemptNamespaces": [_until("name", "legacy")], "exemptPorts": [_until("port", 9090.0)]}
     ctx = Context.for_config(dict(base))
     assert Context.for_config(dict(base)) is ctx
     assert ctx.exempt_namespaces == frozenset({"legacy"})

@@ -202,6 +202,8 @@ configs = st.one_of(
                 "anonymousPaths",
                 "clusterDomain",
                 "requireInEveryStack",
+                "maxAuditDays",
+                "forbidAuditMode",
             ]
         ),
         json_values,

@@ -150,7 +150,17 @@ def test_configure_reaches_the_policies(pack: PolicyPackProcess, info: AnalyzerI
     try:
         client.configure(
             reconcile_policy_config(
-                info, {PA_POLICY: PolicyConfig("", {"exemptNamespaces": ["legacy"]})}
+                info,
+                {
+                    PA_POLICY: PolicyConfig(
+                        "",
+                        {
+                            "exemptNamespaces": [
+                                {"name": "legacy", "reason": "test", "expires": "2999-12-31"}
+                            ]
+                        },
+                    )
+                },
             )
         )
         assert not [d for d in client.analyze(resource).diagnostics if d.policy_name == PA_POLICY]

@@ -390,7 +390,11 @@ def test_istio_cni_daemonset_needs_and_honours_an_explicit_exemption() -> None:
     }
     assert _findings("workload-forbid-privileged", cni)
     assert _findings("workload-forbid-host-namespaces", cni)
-    config = {"exemptWorkloads": ["istio-system/istio-cni-node"]}
+    config = {
+        "exemptWorkloads": [
+            {"name": "istio-system/istio-cni-node", "reason": "CNI", "expires": "2999-12-31"}
+        ]
+    }
     assert not _findings("workload-forbid-privileged", cni, config=config)
     assert not _findings("workload-forbid-host-namespaces", cni, config=config)
 
