@@ -13,7 +13,7 @@ export PULUMI_CONFIG_PASSPHRASE ?=
 # The policy pack's config (exemptions, model-namespace selection): the same file in CI.
 export POLICY_PACK_CONFIG ?= policy-pack/policy-config.json
 
-.PHONY: help ensure lock schemas prereqs descriptors up down preview check test e2e e2e-toolchain lint format docs bench clean
+.PHONY: help ensure lock schemas prereqs descriptors up down preview check audit test e2e e2e-toolchain lint format docs bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -108,6 +108,13 @@ preview: prereqs ensure  ## pulumi preview with the policy pack, as CI runs it
 check: ensure  ## offline: evaluate stack $(STACK), send it through the policy pack over gRPC, report
 	$(descriptors_if_go)
 	$(PY) -m tools.check --stack $(STACK)
+
+# Exit 1: something needs attention; 2: a check could not run (no CLI or cluster). AUDIT_FLAGS
+# e.g. --offline (access matrix and end dates only), --drift program, --kubeconfig FILE.
+AUDIT_REPORT ?= audit-report
+audit: ensure  ## drift, the pack on what is live, access matrix vs approved, ending audits/exemptions ($(STACK))
+	$(descriptors_if_go)
+	$(PY) -m tools.audit --stack $(STACK) --report $(AUDIT_REPORT) $(AUDIT_FLAGS)
 
 test: ensure schemas  ## everything offline: unit, components, programs per stack, schemas, policy pack
 	$(descriptors_if_go)

@@ -239,3 +239,23 @@ def test_every_make_test_job_fetches_the_upstream_schemas_first(path: Path) -> N
         if "make test" in runs:
             assert "make schemas" in runs
             assert runs.index("make schemas") < runs.index("make test")
+
+
+def test_audit_workflow_runs_make_audit_on_a_schedule_and_keeps_the_report() -> None:
+    workflow = _load("audit.yml")
+    assert workflow["on"]["schedule"][0]["cron"]
+    assert "workflow_dispatch" in workflow["on"]
+    steps = [s for _, s in _steps(workflow)]
+    runs = [str(s.get("run", "")) for s in steps]
+    assert any(re.search(r"(^|\s)make audit STACK=", r) for r in runs)
+    [upload] = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert upload["if"] == "always()"  # the report matters most when the audit fails
+    assert upload["with"]["path"] == "audit-report/"
+    # The CLI is installed, not run: no command on the pulumi action.
+    [(_, install)] = _pulumi_steps(workflow)
+    assert "command" not in install["with"]
+    assert set(install["with"]) <= PULUMI_ACTION_INPUTS
+    # Read-only kubeconfig from a secret, never echoed.
+    text = (ROOT / ".github" / "workflows" / "audit.yml").read_text()
+    assert "secrets.AUDIT_KUBECONFIG" in text
+    assert workflow["permissions"] == {"contents": "read"}
