@@ -143,7 +143,7 @@ def read(names: Sequence[str], stats: ReadStats) -> Iterator[Located]:
                     continue
                 where = f"{label}:{number}"
                 try:
-                    value = json.loads(text)
+                    value = json.loads(text.decode())
                 except ValueError:  # includes invalid UTF-8
                     stats.bad(where, "not JSON (is this an aimesh access log?)")
                     continue

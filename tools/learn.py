@@ -53,6 +53,7 @@ from tools.accesslog import Located, ReadStats, read
 MAX_CALLERS_PER_MODEL = 2_000
 MAX_ROUTES_PER_CALLER = 64
 MAX_OTHER = 1_000
+MAX_CACHED_PATHS = 4_096
 MAX_SUBJECTS_SHOWN = 10
 OVERFLOW = "<other>"
 
@@ -327,6 +328,8 @@ def learn(
     """Aggregate `located` records into what each model saw."""
     seen = Seen()
     patterns = {m.name: _patterns(m) for m in view.settings.models}
+    # path -> route per model: logs repeat a handful of paths millions of times (bounded).
+    routes: dict[str, dict[str, str]] = {m.name: {} for m in view.settings.models}
     for item in located:
         record = item.record
         method, path = _text(record.get("method")), _text(record.get("path"))
@@ -383,7 +386,13 @@ def learn(
                 continue
             stat = model_seen.callers[caller] = CallerSeen()
         bare = path.split("?", 1)[0]
-        stat.add(method.upper(), route_of(bare, patterns[model.name]), bare, when_text, record)
+        known = routes[model.name]
+        route = known.get(bare)
+        if route is None:
+            route = route_of(bare, patterns[model.name])
+            if len(known) < MAX_CACHED_PATHS:
+                known[bare] = route
+        stat.add(method.upper(), route, bare, when_text, record)
     return seen
 
 
