@@ -578,3 +578,20 @@ def test_a_config_error_is_reported_with_file_and_line_never_a_traceback(
     assert "Pulumi.typo.yaml:3: aimsh:clusterName: unknown namespace `aimsh`" in err
     assert "Pulumi.typo.yaml:4: aimesh:clusterNmae: unknown key" in err
     assert "did you mean `aimesh:clusterName`?" in err
+
+
+@needs_pack
+def test_an_ended_exemption_exempts_nothing_and_is_reported(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    _write(manifests, "all.yaml", MESH_STRICT, PERMISSIVE)
+    config = tmp_path / "ended.json"
+    entry = {"name": "payments", "reason": "legacy clients", "expires": "2020-01-31"}
+    config.write_text(json.dumps({PA_POLICY: {"exemptNamespaces": [entry]}}))
+    proc = _check("--manifests", str(manifests), "--policy-pack-config", str(config))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Not exempt: exemptNamespaces entry 'payments' (legacy clients) ended on 2020-01-31" in (
+        proc.stdout
+    )
+    assert f"exemption {PA_POLICY}: exemptNamespaces 'payments' (legacy clients) ended on" in (
+        proc.stdout
+    )

@@ -128,6 +128,15 @@ def _tables(settings: Settings, heading: str) -> list[str]:
             )
         if not objects.rows:
             lines.append("| (nobody) | | | | | | |")
+        mode = model.authorization
+        if mode.audit and mode.until is not None:
+            lines += [
+                "",
+                f"**Audit mode until {mode.until.isoformat()}** ({mode.reason}): the rows above "
+                "run in Istio dry-run (decided and logged, not enforced); meanwhile any caller "
+                f"with an mTLS identity of `{settings.trust_domain}` may call every path but the "
+                f"operator paths (`{access.audit_policy_name(model)}`).",
+            ]
         lines += [
             "",
             f"Denied to all but admins: {_cell(access.admin_paths(model))}",

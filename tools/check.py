@@ -630,11 +630,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(render(report))
         print("\n".join([lua_line, *(f"  {e}" for e in lua_errors)]))
+        ended = ended_exemptions(args.policy_pack_config)
+        if ended:
+            print()
+            print("\n".join(ended))
         matrix = render_access_matrix(target.access_matrix)
         if matrix:
             print()
             print(matrix)
     return 1 if report.failed or lua_errors else 0
+
+
+def ended_exemptions(path: Path | None) -> list[str]:
+    """Exemptions of the config file that ended (they exempt nothing any more) or are invalid:
+    shown even when nothing they covered fails, so that stale entries get cleaned up."""
+    if path is None:
+        return []
+    from tools.audit import exemptions
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    today = time.gmtime()
+    day = f"{today.tm_year:04d}-{today.tm_mon:02d}-{today.tm_mday:02d}"
+    out = []
+    for entry in exemptions(data if isinstance(data, Mapping) else {}):
+        what = f"{entry['policy']}: {entry['key']} {entry['what']!r}"
+        if not entry["reason"] or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", entry["expires"]):
+            out.append(f"exemption {what}: no reason or expires date: it exempts nothing")
+        elif entry["expires"] < day:
+            out.append(
+                f"exemption {what} ({entry['reason']}) ended on {entry['expires']}: it exempts "
+                "nothing; renew or remove it"
+            )
+    return out
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ CONCERN_TITLES = {
     "protection": "Model and key protection",
     "decoding": "Envoy and mesh configuration that does not decode",
     "pki": "Mesh PKI (who signs workload certificates)",
+    "auditmode": "Audit mode (gradual rollout)",
 }
 
 

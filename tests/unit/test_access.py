@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
-from aimesh.builders import access
+from aimesh.builders import access, secure_model
 from aimesh.builders.common import GatewayRef
+from aimesh.builders.gateway import reference
 from aimesh.settings import ModelSettings, Settings, parse
+from tools import access_matrix
 
 GATEWAY = GatewayRef(
     namespace="istio-ingress",
@@ -356,3 +358,25 @@ def test_spellings_that_dodge_the_operator_deny_match_no_grant_either(path: str)
                 continue
             for method in ("GET", "POST"):
                 assert not access.row_allows(row, method, path), (row.caller, method, path)
+
+
+def test_audit_mode_marks_the_rows_and_adds_what_it_lets_in() -> None:
+    audited = {
+        "name": "iris",
+        "format": "sklearn",
+        "storageUri": "gs://b/iris",
+        "callers": [{"namespace": "shop", "serviceAccount": "web"}],
+        "authorization": {"mode": "audit", "reason": "TICKET-1", "until": "2027-01-15"},
+    }
+    settings = parse({"models": [audited]})
+    objects = secure_model.build(settings, settings.models[0], reference(settings))
+    matrix = objects.matrix()
+    assert [r["enforcement"] for r in matrix[:-1]] == ["audit until 2027-01-15"]
+    assert matrix[-1]["kind"] == "audit"
+    assert matrix[-1]["principal"] == "cluster.local/*"
+    assert matrix[-1]["policy"] == "iris-audit-mesh-peers"
+    report = access_matrix.render(settings, "test")
+    assert "**Audit mode until 2027-01-15** (TICKET-1)" in report
+    enforced = parse({"models": [{**audited, "authorization": {"mode": "enforce"}}]})
+    objects = secure_model.build(enforced, enforced.models[0], reference(enforced))
+    assert [r["enforcement"] for r in objects.matrix()] == ["enforced"]
