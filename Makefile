@@ -145,9 +145,10 @@ docs: ensure  ## regenerate docs/policies.md (the pack) and docs/access-matrix.m
 	$(PY) -m tools.policy_docs > docs/policies.md
 	$(PY) -m tools.access_matrix --all-stacks --output docs/access-matrix.md
 
-bench: ensure  ## program evaluation and policy-pack throughput figures
+bench: ensure  ## program evaluation, policy-pack and tools.learn throughput figures
 	$(PY) benchmarks/program.py
 	$(PY) benchmarks/policy_pack.py
+	$(PY) benchmarks/learn.py
 
 clean:  ## remove the virtualenvs and caches (not the stack state)
 	rm -rf $(VENV) policy-pack/venv .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache
