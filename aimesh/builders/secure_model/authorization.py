@@ -32,7 +32,8 @@ def deny_all(model: ModelSettings) -> dict[str, Any]:
 
 # Istio's annotation: the policy's decisions are logged (access log, metrics), not enforced.
 DRY_RUN_ANNOTATION = "istio.io/dry-run"
-# The audit declaration the policy pack checks (aimesh_policies/rollout.py reads the same keys).
+# The audit declaration the policy pack checks (policy-pack/aimesh_policies/auditmode.py reads
+# the same keys).
 AUDIT_REASON_ANNOTATION = "aimesh.io/audit-reason"
 AUDIT_UNTIL_ANNOTATION = "aimesh.io/audit-until"
 
