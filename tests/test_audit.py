@@ -59,7 +59,11 @@ def _set_dev_models(project: Path, change: Any) -> None:
 def test_the_committed_approvals_match_the_committed_stacks(stack: str) -> None:
     settings = access_matrix.load(stack)
     approved = json.loads((ROOT / "approved" / f"access-matrix-{stack}.json").read_text())
-    assert audit.matrix_changes(approved, audit.approvable(audit.config_matrix(settings))) == []
+    changes = audit.matrix_changes(approved, audit.approvable(audit.config_matrix(settings)))
+    assert changes == [], (
+        f"the access of stack {stack} changed without approval: review it and run "
+        f"`python -m tools.audit --stack {stack} --approve` (docs/rollout.md)"
+    )
 
 
 def test_offline_audit_of_an_approved_stack_needs_nothing(project: Path) -> None:

@@ -73,7 +73,6 @@ LIVE_RESOURCES = (
     "deployments.apps",
     "statefulsets.apps",
     "daemonsets.apps",
-    "replicasets.apps",
     "jobs.batch",
     "cronjobs.batch",
     "networkpolicies.networking.k8s.io",
