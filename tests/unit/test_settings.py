@@ -3,6 +3,7 @@ before the program registers a single resource (settings.load() runs first in __
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,26 @@ CASES = [
         {"trustDomain": "Cluster Local"},
         ("aimesh:trustDomain:", "not a valid lowercase DNS hostname"),
     ),
+    Bad(
+        "audit-mode-without-reason-and-end",
+        {"models": [{**MODEL, "authorization": {"mode": "audit"}}]},
+        ("aimesh:models[0].authorization: mode 'audit' needs 'reason' and 'until'", "YYYY-MM-DD"),
+    ),
+    Bad(
+        "audit-mode-until-not-a-date",
+        {"models": [{**MODEL, "authorization": {"mode": "audit", "reason": "r", "until": "soon"}}]},
+        ("aimesh:models[0].authorization.until: 'soon' is not a calendar date", "YYYY-MM-DD"),
+    ),
+    Bad(
+        "enforce-with-an-end-date",
+        {"models": [{**MODEL, "authorization": {"until": "2027-01-01"}}]},
+        ("aimesh:models[0].authorization: 'reason' and 'until' belong to mode 'audit'",),
+    ),
+    Bad(
+        "unknown-authorization-mode",
+        {"models": [{**MODEL, "authorization": {"mode": "dry-run"}}]},
+        ("aimesh:models[0].authorization.mode: must be one of 'enforce' or 'audit'",),
+    ),
 ]
 
 
@@ -326,3 +347,12 @@ def test_the_program_reports_the_same_errors_under_the_engine(
         offline.evaluate(config, secret_keys=secret_keys, stack="t")
     shown = [line.removeprefix("  - ") for line in str(raised.value).splitlines()[1:]]
     assert [e.replace(f"{tmp_path}/", "") for e in expected] == shown
+
+UNTIL_FORMS = ["2027-01-15", datetime.date(2027, 1, 15), "2027-01-15T00:00:00Z"]
+
+
+@pytest.mark.parametrize("until", UNTIL_FORMS)
+def test_audit_until_reads_the_forms_yaml_and_pulumi_hand_over(until: object) -> None:
+    model = {**MODEL, "authorization": {"mode": "audit", "reason": "r", "until": until}}
+    parsed = settings.parse({"models": [model]}).models[0].authorization
+    assert parsed.until == datetime.date(2027, 1, 15)
