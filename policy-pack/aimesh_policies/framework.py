@@ -116,9 +116,6 @@ DEFAULT_CONTROL_PLANE_NAMESPACES: Final = (
 DEFAULT_MODEL_WORKLOAD_LABELS: Final = ("aimesh.io/model", "serving.kserve.io/inferenceservice")
 DEFAULT_GATEWAY_NAMESPACES: Final = ("istio-ingress",)
 
-# JSON schema of the configuration every policy accepts (the CLI validates
-# `--policy-pack-config` against it and fills in the defaults). Config is per policy in Pulumi, so
-# every policy declares the shared keys.
 _DATE = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
