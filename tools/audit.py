@@ -546,6 +546,19 @@ def _day(text: str) -> datetime.date | None:
         return None
 
 
+def exemption_state(
+    entry: Mapping[str, str], today: datetime.date, horizon: datetime.date
+) -> str | None:
+    """INVALID (no reason or date: it exempts nothing), ENDED, "ends soon" (by `horizon`), or
+    None for an exemption that holds past the horizon."""
+    day = _day(entry["expires"])
+    if day is None or not entry["reason"]:
+        return "INVALID"
+    if day < today:
+        return "ENDED"
+    return "ends soon" if day <= horizon else None
+
+
 def check_ends(
     settings: Settings, policy_config: Path | None, within: int, today: datetime.date
 ) -> Section:
@@ -555,10 +568,9 @@ def check_ends(
     for model in settings.models:
         mode = model.authorization
         if mode.audit and mode.until is not None and mode.until <= horizon:
-            state = "ENDED" if mode.until < today else "ends soon"
             rows.append(
                 (
-                    state,
+                    "ENDED" if mode.until < today else "ends soon",
                     "audit mode",
                     f"model {model.name}",
                     mode.until.isoformat(),
@@ -571,28 +583,13 @@ def check_ends(
         except (OSError, json.JSONDecodeError) as exc:
             return section.not_checked(f"{policy_config}: {exc}")
         for entry in exemptions(config if isinstance(config, Mapping) else {}):
-            day = _day(entry["expires"])
+            ending = exemption_state(entry, today, horizon)
             what = f"{entry['policy']}: {entry['key']} {entry['what']}"
-            if day is None or not entry["reason"]:
-                rows.append(
-                    (
-                        "INVALID",
-                        "exemption",
-                        what,
-                        entry["expires"] or "-",
-                        "needs a reason and an expires date; it exempts nothing",
-                    )
-                )
-            elif day <= horizon:
-                rows.append(
-                    (
-                        "ENDED" if day < today else "ends soon",
-                        "exemption",
-                        what,
-                        entry["expires"],
-                        entry["reason"],
-                    )
-                )
+            if ending == "INVALID":
+                why = "needs a reason and an expires date; it exempts nothing"
+                rows.append((ending, "exemption", what, entry["expires"] or "-", why))
+            elif ending is not None:
+                rows.append((ending, "exemption", what, entry["expires"], entry["reason"]))
     section.items = [
         dict(zip(("state", "kind", "what", "date", "reason"), r, strict=True)) for r in rows
     ]

@@ -646,20 +646,22 @@ def ended_exemptions(path: Path | None) -> list[str]:
     shown even when nothing they covered fails, so that stale entries get cleaned up."""
     if path is None:
         return []
-    from tools.audit import exemptions
+    import datetime
+
+    from tools.audit import exemption_state, exemptions
 
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return []
-    today = time.gmtime()
-    day = f"{today.tm_year:04d}-{today.tm_mon:02d}-{today.tm_mday:02d}"
+    today = datetime.datetime.now(datetime.UTC).date()
     out = []
     for entry in exemptions(data if isinstance(data, Mapping) else {}):
         what = f"{entry['policy']}: {entry['key']} {entry['what']!r}"
-        if not entry["reason"] or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", entry["expires"]):
+        state = exemption_state(entry, today, today)
+        if state == "INVALID":
             out.append(f"exemption {what}: no reason or expires date: it exempts nothing")
-        elif entry["expires"] < day:
+        elif state == "ENDED":
             out.append(
                 f"exemption {what} ({entry['reason']}) ended on {entry['expires']}: it exempts "
                 "nothing; renew or remove it"
