@@ -22,6 +22,7 @@ from typing import Any
 
 from e2e import aimesh_steps as steps
 from e2e import toolchain
+from e2e.audit_steps import audit_drift
 from e2e.cluster import Cluster, smoke
 from e2e.engine import REPO, Engine, project_copy
 from e2e.kube import object_path
@@ -101,6 +102,10 @@ def run(report: Report, keep: bool) -> None:
             launcher = engine.pack_launcher(REPO / "policy-pack")
         with report.step("engine-smoke", "ConfigMap via the real CLI + provider + pack") as step:
             step.counts = engine_smoke(engine, cluster, base, launcher)
+        with report.step(
+            "audit-drift", "make audit names a change made behind Pulumi's back"
+        ) as step:
+            step.counts = audit_drift(engine, cluster, base)
 
         sc = steps.Scenario(
             engine=engine,

@@ -127,10 +127,15 @@ class Section:
 
 
 def _run(
-    command: Sequence[str], *, env: Mapping[str, str] | None = None
+    command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        list(command), capture_output=True, text=True, check=False, env=dict(env) if env else None
+        list(command),
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(env) if env else None,
+        cwd=cwd,
     )
 
 
@@ -196,9 +201,18 @@ def drifted(digest: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def check_drift(stack: str, mode: str) -> Section:
+def check_drift(
+    stack: str,
+    mode: str,
+    *,
+    pulumi: str | None = None,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Section:
+    """Drift of `stack`, with the `pulumi` on PATH (or the one given), run in `cwd` (the
+    project) with `env` (backend, passphrase)."""
     section = Section("Drift: the cluster against the stack")
-    pulumi = shutil.which("pulumi")
+    pulumi = pulumi or shutil.which("pulumi")
     if pulumi is None:
         return section.not_checked(
             "the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/); drift needs "
@@ -226,7 +240,7 @@ def check_drift(stack: str, mode: str) -> Section:
             "--non-interactive",
         ]
         what = "the stack's state against the live objects (no program run, nothing written)"
-    proc = _run(command)
+    proc = _run(command, env=env, cwd=cwd)
     try:
         digest = json.loads(proc.stdout) if proc.stdout.strip() else None
     except json.JSONDecodeError:
