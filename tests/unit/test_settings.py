@@ -348,6 +348,7 @@ def test_the_program_reports_the_same_errors_under_the_engine(
     shown = [line.removeprefix("  - ") for line in str(raised.value).splitlines()[1:]]
     assert [e.replace(f"{tmp_path}/", "") for e in expected] == shown
 
+
 UNTIL_FORMS = ["2027-01-15", datetime.date(2027, 1, 15), "2027-01-15T00:00:00Z"]
 
 
