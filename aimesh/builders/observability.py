@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aimesh.builders import alerts, collector, dashboard, mesh_ca, monitoring, telemetry
+from aimesh.builders import alerts, collector, dashboard, intent, mesh_ca, monitoring, telemetry
 from aimesh.builders.common import metadata
 from aimesh.namespaces import OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings, TelemetryOverride
@@ -42,6 +42,8 @@ def mesh_resources(settings: Settings) -> dict[str, dict[str, Any]]:
     Namespace-level Telemetry overrides are registered separately (see `model_namespaces`)."""
     found: dict[str, dict[str, Any]] = {
         "telemetry-mesh": telemetry.mesh_telemetry(settings),
+        # The telemetry the audit trail and the alerts depend on, as data the pack reads.
+        "intent": intent.mesh_intent(settings),
         "telemetry-collector": telemetry.collector_loop_guard(collector.COLLECTOR_LABELS),
         "collector-allow": collector.allow_telemetry_policy(settings),
     }

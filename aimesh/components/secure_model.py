@@ -77,6 +77,8 @@ class SecureModel(pulumi.ComponentResource):
         self._upstream = upstream(opts)
 
         ns = self._register(objects.namespace, [])
+        # Data only (no CRD): the intent the policy pack reads, next to what it describes.
+        self._register(objects.intent, [ns])
         identity = [self._register(m, [ns]) for m in objects.identity]
         allow = [self._register(m, [ns]) for m in objects.allow]
         # The CronJobs own the rules of a window policy after creation: a later `pulumi up`

@@ -16,7 +16,9 @@ What a model gets, one module each:
 - `rate_limit`: Envoy local rate limits (per model, per caller);
 - `masking`: response masking in non-production stacks;
 - `egress`: a ServiceEntry for the storage host(s) and allowlist only;
-- `network`: NetworkPolicies with default deny.
+- `network`: NetworkPolicies with default deny;
+- the declared intent of all of the above (builders/intent.py), which the policy pack judges the
+  stack's effective access against.
 
 `meta` (API versions, labels, selector) and `sidecar` (where our HTTP filters go) are shared.
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aimesh.builders import access, mesh_ca
+from aimesh.builders import access, intent, mesh_ca
 from aimesh.builders.common import GatewayRef, ModelPlatform, from_setting
 from aimesh.builders.secure_model import (
     authorization,
@@ -38,6 +40,7 @@ from aimesh.builders.secure_model import (
     serving,
     windows,
 )
+from aimesh.builders.secure_model.meta import model_labels, workload_selector
 from aimesh.settings import ModelSettings
 
 
@@ -51,6 +54,8 @@ class ModelObjects:
     last, so no model pod ever runs unguarded."""
 
     namespace: dict[str, Any]
+    # The declared intent (builders/intent.py): what the policy pack judges the rest against.
+    intent: dict[str, Any] = field(default_factory=dict)
     identity: list[dict[str, Any]] = field(default_factory=list)
     allow: list[dict[str, Any]] = field(default_factory=list)
     windows: list[dict[str, Any]] = field(default_factory=list)
@@ -68,6 +73,7 @@ class ModelObjects:
     def all(self) -> list[dict[str, Any]]:
         return [
             self.namespace,
+            self.intent,
             *self.identity,
             *self.allow,
             *self.windows,
@@ -127,6 +133,10 @@ def build(
             objects.guards.append(optional)
     objects.workload.append(serving.inference_service(model))
     objects.workload.append(serving.virtual_service(platform, model, gateway))
+    generated = [m for m in objects.all() if m and m is not objects.namespace]
+    objects.intent = intent.model_intent(
+        platform, model, gateway, rows, generated, workload_selector(model), model_labels(model)
+    )
     for manifest in objects.all():
         from_setting(manifest, setting)
     return objects

@@ -1,0 +1,84 @@
+"""The declared intent the program publishes is exactly what it generates.
+
+The policy pack judges a stack's effective access against this data, so it must be built from
+the same rows and objects as the policies: any drift would either hide a widening or flag the
+program's own objects."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aimesh_policies.effective.intent import read_intents
+from aimesh_policies.framework import Context
+from aimesh_policies.objects import object_from_manifest
+
+from aimesh.builders import alerts, collector, intent, secure_model
+from tests.unit.test_access import GATEWAY, stack
+
+
+def _body(config_map: dict[str, Any]) -> dict[str, Any]:
+    data = config_map["data"][intent.KEY]
+    body: dict[str, Any] = json.loads(data)
+    assert data == json.dumps(body, sort_keys=True, separators=(",", ":")), "not canonical JSON"
+    return body
+
+
+def _built(which: int = 0) -> secure_model.ModelObjects:
+    settings = stack()
+    return secure_model.build(settings, settings.models[which], GATEWAY)
+
+
+def test_grants_are_the_access_rows() -> None:
+    objects = _built()
+    body = _body(objects.intent)
+    assert [g["caller"] for g in body["grants"]] == [r.caller for r in objects.rows]
+    for grant, row in zip(body["grants"], objects.rows, strict=True):
+        assert grant["principal"] == row.principal
+        assert grant["requestPrincipals"] == list(row.request_principals)
+        assert grant["window"] is row.batch
+        assert [op["paths"] for op in grant["operations"]] == [
+            list(o.paths) for o in row.operations
+        ]
+
+
+def test_layers_are_the_generated_objects() -> None:
+    objects = _built()
+    body = _body(objects.intent)
+    netpols = [m for m in objects.all() if m.get("kind") == "NetworkPolicy"]
+    assert [n["name"] for n in body["networkPolicies"]] == [n["metadata"]["name"] for n in netpols]
+    assert [n["spec"] for n in body["networkPolicies"]] == [n["spec"] for n in netpols]
+    bindings = [m for m in objects.all() if m.get("kind") == "RoleBinding"]
+    assert [r["subjects"] for r in body["rbac"]] == [b["subjects"] for b in bindings]
+    rules = [
+        rule
+        for m in objects.all()
+        if m.get("kind") == "RequestAuthentication"
+        for rule in m["spec"]["jwtRules"]
+    ]
+    assert [i["issuer"] for i in body["issuers"]] == [r["issuer"] for r in rules]
+    assert [i["jwksUri"] for i in body["issuers"]] == [r["jwksUri"] for r in rules]
+    assert body["entries"] == [{"gateway": GATEWAY.qualified, "hosts": [f"alpha.{GATEWAY.domain}"]}]
+
+
+def test_the_pack_reads_it_without_complaint() -> None:
+    settings = stack()
+    objs = [o for which in (0, 1) for o in object_from_manifest(_built(which).intent)]
+    found = read_intents(objs, Context())
+    assert found.problems == []
+    assert set(found.models) == {m.ns for m in settings.models}
+
+
+def test_mesh_intent_declares_the_alerts_and_the_audit_pipeline() -> None:
+    settings = stack()
+    body = _body(intent.mesh_intent(settings))
+    assert body["scope"] == "mesh"
+    assert [a["alert"] for a in body["alerts"]] == [a.name for a in alerts.active_alerts(settings)]
+    pipelines = collector.collector_config(settings)["service"]["pipelines"]
+    assert set(body["collector"]["logsPipelines"]) == {
+        name for name in pipelines if name.split("/", 1)[0] == "logs"
+    }
+    assert set(body["accessLogProviders"]) <= {p["name"] for p in body["extensionProviders"]}
+    found = read_intents(object_from_manifest(intent.mesh_intent(settings)), Context())
+    assert found.problems == []
+    assert found.mesh is not None
