@@ -46,6 +46,7 @@ CONCERNS: Final = (
     "pki",
     "guardrails",
     "auditmode",
+    "effective",
 )
 
 

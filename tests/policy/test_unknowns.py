@@ -76,6 +76,10 @@ KNOWN_GAPS: dict[str, tuple[str, ...]] = {
     # InferenceService uses is a stack join this resource rule cannot make): flagging every
     # ServiceAccount with computed annotations (workload identity does that) would be noise.
     "kserve-require-secure-model-storage/verifyssl-off-serviceaccount-fail.yaml": ("metadata",),
+    # A ConfigMap without data whose name and labels are unknown cannot be told from any other
+    # ConfigMap, and declares nothing even if it is meant as intent (an intent object without
+    # intent.json widens nothing: its namespace is judged on invariants).
+    "aimesh-intent-forbid-forged-or-broad/missing-data-fail.yaml": ("metadata",),
 }
 
 
