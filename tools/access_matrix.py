@@ -1,7 +1,14 @@
 """The model access matrix of a stack: who may call which model, how, and when.
 
     python -m tools.access_matrix [--stack dev] [--format markdown|mermaid] [--output FILE]
+    python -m tools.access_matrix --stack dev --effective
     python -m tools.access_matrix --all-stacks --output docs/access-matrix.md   (make docs)
+
+`--effective` (Markdown, one stack) adds, per model, what the stack's objects actually let
+through next to what is declared: the program is evaluated offline (tools.offline, as `make
+check` does) and its AuthorizationPolicies are evaluated by the policy pack's own evaluator
+(policy-pack/aimesh_policies/effective), over the same identity and route classes the pack's
+`istio-model-access-within-intent` judges.
 
 `markdown` (the default) is a table per model; `mermaid` is the same grants as a Mermaid
 flowchart (callers and integrations -> models), which GitHub renders; `--all-stacks` writes one
@@ -260,6 +267,46 @@ def mermaid(settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_effective(stack: str, root: Path = offline.ROOT) -> str:
+    """Declared next to effective access of every model of `stack` (Markdown)."""
+    # The pack is a directory of its own (it never imports the program; the reverse is fine).
+    sys.path.insert(0, str(root / "policy-pack"))
+    from aimesh_policies import to_objects
+    from aimesh_policies.effective.access import explain
+    from aimesh_policies.framework import Context
+
+    config, secret_keys = offline.stack_config(stack)
+    evaluation = offline.evaluate(config, secret_keys=secret_keys, stack=stack, preview=True)
+    objs = [o for r in evaluation.resources for o in to_objects(r.type, r.inputs, r.urn, r.name)]
+    lines = [
+        "## Effective access (the stack's objects, evaluated)",
+        "",
+        "Every identity and route that is declared above or that the AuthorizationPolicies in "
+        "force let through, side by side. `window only`: a batch grant, closed in the manifest "
+        "and opened by its CronJobs. A row whose effective verdict is wider than the declared "
+        "one is a violation of `istio-model-access-within-intent`.",
+        "",
+    ]
+    for model, cells in explain(objs, Context()).items():
+        lines += [
+            f"### `{model}`",
+            "",
+            "| identity | route | declared | effective | granted by |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for cell in cells:
+            wider = cell.effective == "allowed" and cell.declared != "allowed"
+            effective = f"**{cell.effective}**" if wider else cell.effective
+            lines.append(
+                f"| {cell.identity} | `{cell.route}` | {cell.declared} | {effective} | "
+                f"{cell.by or '-'} |"
+            )
+        if not cells:
+            lines.append("| (nobody) | | | | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     which = parser.add_mutually_exclusive_group()
@@ -271,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--format", choices=("markdown", "mermaid"), default="markdown")
     parser.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    parser.add_argument(
+        "--effective",
+        action="store_true",
+        help="also print what the stack's objects let through, next to what is declared",
+    )
     args = parser.parse_args(argv)
     try:
         if args.all_stacks:
@@ -279,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
             report = mermaid(load(args.stack))
         else:
             report = render(load(args.stack), args.stack)
+        if args.effective:
+            if args.all_stacks or args.format != "markdown":
+                parser.error("--effective goes with one --stack in Markdown")
+            report += "\n" + render_effective(args.stack)
     except (settings_module.ConfigError, FileNotFoundError, yaml.YAMLError) as exc:
         print(exc, file=sys.stderr)
         return 2
