@@ -11,6 +11,8 @@ from aimesh_policies.effective import entry, network, rbac
 from aimesh_policies.effective.intent import read_intents
 from aimesh_policies.framework import Context
 from aimesh_policies.objects import object_from_manifest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 # --- RBAC ------------------------------------------------------------------------------------
 
@@ -248,3 +250,54 @@ def test_an_intent_describes_only_its_own_namespace() -> None:
     assert found.of("m") is None
     assert found.of("payments") is None
     assert found.problems
+
+
+_PEER_SPECS = [
+    {"podSelector": {}},
+    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "a"}}},
+    {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "c"}}},
+    {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}},
+    {"ipBlock": {"cidr": "10.0.0.0/8"}},
+]
+_PORT_SPECS = [{"port": 80}, {"protocol": "UDP", "port": 53}, {"port": 70, "endPort": 90}, {}]
+
+
+@st.composite
+def _netpols(draw: st.DrawFn) -> list[network.Netpol]:
+    found = []
+    for _ in range(draw(st.integers(0, 3))):
+        rules = [
+            {
+                key: value
+                for key, value in (
+                    ("from", draw(st.lists(st.sampled_from(_PEER_SPECS), max_size=2))),
+                    ("to", draw(st.lists(st.sampled_from(_PEER_SPECS), max_size=2))),
+                    ("ports", draw(st.lists(st.sampled_from(_PORT_SPECS), max_size=2))),
+                )
+                if draw(st.booleans())
+            }
+            for _ in range(draw(st.integers(0, 2)))
+        ]
+        spec: dict[str, Any] = {
+            "podSelector": draw(st.sampled_from([{}, {"matchLabels": {"app": "model"}}])),
+            "ingress": rules,
+            "egress": rules,
+        }
+        types = draw(st.sampled_from([None, ["Ingress"], ["Egress"], ["Ingress", "Egress"]]))
+        if types is not None:
+            spec["policyTypes"] = types
+        found.append(_netpol(spec))
+    return found
+
+
+@settings(max_examples=150, deadline=None)
+@given(_netpols())
+def test_rule_by_rule_cells_equal_cell_by_cell_decisions(policies: list[network.Netpol]) -> None:
+    grid_peers = [PEER_A, PEER_M, OUTSIDE, PRIVATE]
+    grid_ports = [TCP_80, network.Port("UDP", 53), network.Port("TCP", 85), network.Port("TCP", 22)]
+    for direction in ("Ingress", "Egress"):
+        found = network.cells(policies, POD, direction, grid_peers, grid_ports)
+        for i, peer in enumerate(grid_peers):
+            for j, port in enumerate(grid_ports):
+                allowed = network.decide(policies, POD, direction, peer, port)[0]
+                assert allowed == (found is None or (i, j) in found), (direction, peer, port)

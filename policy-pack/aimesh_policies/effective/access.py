@@ -118,31 +118,39 @@ class Evaluation:
 
 
 class PolicyIndex:
-    """AuthorizationPolicies and RequestAuthentications by namespace, compiled once."""
+    """AuthorizationPolicies and RequestAuthentications by namespace; a policy is compiled the
+    first time a model's namespace (or the root) needs it, once."""
 
     def __init__(self, objs: Sequence[K8sObject], ctx: Context) -> None:
         self.ctx = ctx
         self.root = ctx.mesh_root_namespace
-        self.by_ns: dict[str, list[Compiled]] = {}
+        self._raw: dict[str, list[K8sObject]] = {}
+        self._compiled: dict[str, list[Compiled]] = {}
         self.ras: dict[str, list[K8sObject]] = {}
         self.unsure: list[K8sObject] = []  # namespace or selector unknown: may apply anywhere
         for obj in objs:
-            if obj.group_kind == AUTHORIZATION_POLICY:
-                if _placement_unknown(obj):
-                    self.unsure.append(obj)
-                    continue
-                self.by_ns.setdefault(namespace_of(obj), []).append(compile_policy(obj))
-            elif obj.group_kind == REQUEST_AUTHENTICATION:
-                if _placement_unknown(obj):
-                    self.unsure.append(obj)
-                    continue
+            if obj.group_kind not in (AUTHORIZATION_POLICY, REQUEST_AUTHENTICATION):
+                continue
+            if _placement_unknown(obj):
+                self.unsure.append(obj)
+            elif obj.group_kind == AUTHORIZATION_POLICY:
+                self._raw.setdefault(namespace_of(obj), []).append(obj)
+            else:
                 self.ras.setdefault(namespace_of(obj), []).append(obj)
+
+    def _of(self, namespace: str) -> list[Compiled]:
+        found = self._compiled.get(namespace)
+        if found is None:
+            found = self._compiled[namespace] = [
+                compile_policy(o) for o in self._raw.get(namespace, [])
+            ]
+        return found
 
     def policies(self, namespace: str, pods: Mapping[str, str]) -> list[Compiled]:
         """The policies a sidecar with `pods` labels in `namespace` enforces."""
-        found = [p for p in self.by_ns.get(namespace, []) if _selects_pods(p.obj, pods)]
+        found = [p for p in self._of(namespace) if _selects_pods(p.obj, pods)]
         if namespace != self.root:
-            found += [p for p in self.by_ns.get(self.root, []) if _selects_pods(p.obj, pods)]
+            found += [p for p in self._of(self.root) if _selects_pods(p.obj, pods)]
         return found
 
     def request_authentications(self, namespace: str, pods: Mapping[str, str]) -> list[K8sObject]:

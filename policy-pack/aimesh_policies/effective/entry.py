@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aimesh_policies.accessors import UNKNOWN, as_bool, as_list, as_str, get, maps, str_map
-from aimesh_policies.effective.intent import Intents, read_intents
+from aimesh_policies.effective.intent import Intents
 from aimesh_policies.effective.table import table
-from aimesh_policies.effective.workloads import MODEL_KINDS, Model, discover
+from aimesh_policies.effective.workloads import MODEL_KINDS, Model, declared_models
 from aimesh_policies.framework import Context, Finding, Level, Policy, Severity, unknown_finding
 from aimesh_policies.k8s_object import HELM_VALUES, K8sObject
 from aimesh_policies.meshlib import NETWORKING, namespace_of
@@ -279,8 +279,7 @@ def _declared(path: EntryPath) -> bool:
 def check_entry_paths(
     objs: Sequence[K8sObject], ctx: Context, intents: Intents | None = None
 ) -> Iterator[Finding]:
-    intents = intents if intents is not None else read_intents(objs, ctx)
-    models = [m for m in discover(objs, ctx, intents) if m.intent is not None]
+    models = declared_models(objs, ctx, intents)
     if not models:
         return
     found, unsure = entry_paths(objs, models, ctx)

@@ -29,9 +29,15 @@ from typing import Any, Final
 
 from aimesh_policies.accessors import as_int, as_list, as_map, as_str, maps, str_map
 from aimesh_policies.effective.access import ip_sample
-from aimesh_policies.effective.intent import Intents, read_intents
+from aimesh_policies.effective.intent import Intents
 from aimesh_policies.effective.table import table
-from aimesh_policies.effective.workloads import MODEL_KINDS, Model, discover, namespace_labels
+from aimesh_policies.effective.workloads import (
+    MODEL_KINDS,
+    Model,
+    declared_models,
+    namespace_labels,
+    selector_matches,
+)
 from aimesh_policies.framework import Context, Finding, Level, Policy, Severity, unknown_finding
 from aimesh_policies.k8s_object import K8sObject
 from aimesh_policies.meshlib import NAMESPACE, namespace_of
@@ -97,29 +103,6 @@ class Netpol:
             tuple(maps(spec.get("egress"))),
             obj,
         )
-
-
-def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    """A metav1.LabelSelector (empty: everything)."""
-    for key, value in as_map(selector.get("matchLabels")).items():
-        if labels.get(key) != value:
-            return False
-    for expression in maps(selector.get("matchExpressions")):
-        key = as_str(expression.get("key")) or ""
-        operator = as_str(expression.get("operator")) or ""
-        values = [v for v in as_list(expression.get("values")) if isinstance(v, str)]
-        present = key in labels
-        if operator == "In" and not (present and labels[key] in values):
-            return False
-        if operator == "NotIn" and present and labels[key] in values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
-        if operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
-            return False  # the API server rejects it; a selector it cannot read selects nothing
-    return True
 
 
 def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
@@ -294,6 +277,44 @@ class Opening:
     by: Netpol | None
 
 
+def cells(
+    policies: Sequence[Netpol],
+    pod: Mapping[str, str],
+    direction: str,
+    grid_peers: Sequence[Peer],
+    grid_ports: Sequence[Port],
+) -> dict[tuple[int, int], Netpol | None] | None:
+    """Every (peer, port) the policies let through for `pod` in `direction`, with the policy
+    whose rule lets it through; None when no policy isolates the pod (everything passes). The
+    same decision as `decide`, rule by rule instead of cell by cell: each rule's peers and ports
+    are matched once."""
+    isolating = [
+        p for p in policies if selector_matches(p.pod_selector, pod) and direction in p.types
+    ]
+    if not isolating:
+        return None
+    key = "from" if direction == INGRESS else "to"
+    found: dict[tuple[int, int], Netpol | None] = {}
+    for policy in isolating:
+        for rule in policy.ingress if direction == INGRESS else policy.egress:
+            listed = as_list(rule.get(key))
+            peer_ok = [
+                i
+                for i, peer in enumerate(grid_peers)
+                if not listed or any(peer_matches(p, peer, policy.namespace) for p in maps(listed))
+            ]
+            specs = maps(rule.get("ports"))
+            port_ok = [
+                j
+                for j, port in enumerate(grid_ports)
+                if not as_list(rule.get("ports")) or any(port_matches(s, port) for s in specs)
+            ]
+            for i in peer_ok:
+                for j in port_ok:
+                    found.setdefault((i, j), policy)
+    return found
+
+
 def openings(
     model: Model,
     stack: Sequence[Netpol],
@@ -305,14 +326,18 @@ def openings(
     declared ones do not."""
     grid_peers = peers(model, [*stack, *declared], ns_labels, ctx)
     grid_ports = ports(model, [*stack, *declared])
+    everything = {(i, j): None for i in range(len(grid_peers)) for j in range(len(grid_ports))}
     found: list[Opening] = []
     for pod in model.pods:
         for direction in (INGRESS, EGRESS):
-            for peer in grid_peers:
-                for port in grid_ports:
-                    allowed, by = decide(stack, pod, direction, peer, port)
-                    if allowed and not decide(declared, pod, direction, peer, port)[0]:
-                        found.append(Opening(direction, pod, peer, port, by))
+            effective = cells(stack, pod, direction, grid_peers, grid_ports)
+            intended = cells(declared, pod, direction, grid_peers, grid_ports)
+            if intended is None:
+                continue  # declared open (nothing isolates the pod): nothing can be wider
+            opened = everything if effective is None else effective
+            for (i, j), by in opened.items():
+                if (i, j) not in intended:
+                    found.append(Opening(direction, pod, grid_peers[i], grid_ports[j], by))
     return found
 
 
@@ -322,8 +347,7 @@ def openings(
 def check_reachability(
     objs: Sequence[K8sObject], ctx: Context, intents: Intents | None = None
 ) -> Iterator[Finding]:
-    intents = intents if intents is not None else read_intents(objs, ctx)
-    models = [m for m in discover(objs, ctx, intents) if m.intent is not None]
+    models = declared_models(objs, ctx, intents)
     if not models:
         return
     namespaces = {m.namespace for m in models}
@@ -409,4 +433,4 @@ POLICIES: Final = (
     ),
 )
 
-__all__ = ["POLICIES", "Netpol", "decide", "selector_matches"]
+__all__ = ["POLICIES", "Netpol", "cells", "decide", "openings", "selector_matches"]

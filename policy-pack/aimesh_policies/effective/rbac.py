@@ -36,7 +36,7 @@ from typing import Any, Final
 from aimesh_policies.accessors import UNKNOWN, as_map, as_str, maps, str_list
 from aimesh_policies.effective.intent import Intents, is_broad_subject, read_intents
 from aimesh_policies.effective.table import table
-from aimesh_policies.effective.workloads import MODEL_KINDS, discover
+from aimesh_policies.effective.workloads import MODEL_KINDS, discover, selector_matches
 from aimesh_policies.framework import Context, Finding, Level, Policy, Severity, unknown_finding
 from aimesh_policies.k8s_object import K8sObject
 from aimesh_policies.meshlib import namespace_of
@@ -345,7 +345,7 @@ class RoleSet:
             changed = False
             for name, sels in selectors.items():
                 for other, other_labels in labels.items():
-                    if other == name or not any(_label_selects(s, other_labels) for s in sels):
+                    if other == name or not any(selector_matches(s, other_labels) for s in sels):
                         continue
                     for rule in rules.get(other, []):
                         if rule not in rules[name]:
@@ -360,29 +360,6 @@ class RoleSet:
         if kind == "Role":
             return self.namespaced.get((namespace, name), [])
         return []
-
-
-def _label_selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    match = as_map(selector.get("matchLabels"))
-    expressions = maps(selector.get("matchExpressions"))
-    if not match and not expressions:
-        return False  # an empty aggregation selector selects nothing
-    if any(labels.get(k) != v for k, v in match.items()):
-        return False
-    for expression in expressions:
-        key = as_str(expression.get("key")) or ""
-        values = str_list(expression.get("values"))
-        operator = as_str(expression.get("operator"))
-        present = key in labels
-        if operator == "In" and not (present and labels[key] in values):
-            return False
-        if operator == "NotIn" and present and labels[key] in values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
-    return True
 
 
 Subject = tuple[str, str, str]  # (kind, namespace, name); namespace only for ServiceAccounts

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
-from aimesh_policies.accessors import as_map, maps, str_map
-from aimesh_policies.effective.intent import CONFIGMAP, Intent, Intents
+from aimesh_policies.accessors import as_list, as_map, as_str, maps, str_map
+from aimesh_policies.effective.intent import CONFIGMAP, Intent, Intents, read_intents
 from aimesh_policies.framework import Context, Finding, unknown_finding
 from aimesh_policies.guards import unknown_at
 from aimesh_policies.k8s_object import K8sObject
@@ -119,6 +119,40 @@ def discover(objs: Sequence[K8sObject], ctx: Context, intents: Intents) -> list[
     return models
 
 
+def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A metav1.LabelSelector as Kubernetes reads it: matchLabels and matchExpressions (In,
+    NotIn, Exists, DoesNotExist) all hold; an empty selector selects everything (a NetworkPolicy
+    podSelector `{}`, an aggregation selector `{}` alike); an operator it does not know selects
+    nothing."""
+    for key, value in as_map(selector.get("matchLabels")).items():
+        if labels.get(key) != value:
+            return False
+    for expression in maps(selector.get("matchExpressions")):
+        key = as_str(expression.get("key")) or ""
+        operator = as_str(expression.get("operator")) or ""
+        values = [v for v in as_list(expression.get("values")) if isinstance(v, str)]
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+        if operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            return False  # the API server rejects it; a selector it cannot read selects nothing
+    return True
+
+
+def declared_models(
+    objs: Sequence[K8sObject], ctx: Context, intents: Intents | None = None
+) -> list[Model]:
+    """The models that publish (readable) intent: what the intent-only policies judge."""
+    intents = intents if intents is not None else read_intents(objs, ctx)
+    return [m for m in discover(objs, ctx, intents) if m.intent is not None]
+
+
 def namespace_labels(objs: Sequence[K8sObject]) -> dict[str, dict[str, str]]:
     """Labels of every Namespace in the stack, with the name label Kubernetes adds."""
     out: dict[str, dict[str, str]] = {}
@@ -190,7 +224,9 @@ __all__ = [
     "MODEL_KINDS",
     "WORKLOAD_KINDS",
     "Model",
+    "declared_models",
     "discover",
     "namespace_labels",
+    "selector_matches",
     "shape_unknowns",
 ]
