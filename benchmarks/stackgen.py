@@ -4,12 +4,14 @@ One "model unit" is what aimesh deploys per model, in its own namespace: the inj
 STRICT mTLS, default deny, principal-based allow rules, request authentication and the policy that
 requires a token, the InferenceService, an ISTIO_MUTUAL DestinationRule, an egress allowlist
 (ServiceEntry + Sidecar REGISTRY_ONLY), NetworkPolicies, RBAC, a hardened helper Deployment and its
-Service, telemetry, a rate-limit EnvoyFilter. A stack of N resources is the mesh-wide baseline
+Service, telemetry, a rate-limit EnvoyFilter, and the declared intent (the ConfigMap the
+effective-access policies judge the rest against). A stack of N resources is the mesh-wide baseline
 plus as many units as fit, cut at N: the kinds and proportions the policies inspect.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,86 @@ def mesh_baseline() -> list[Manifest]:
             "metadata": _meta("apps", **{"istio-injection": "enabled"}),
         },
     ]
+
+
+def intent(i: int, model: str, ns: str, principal: str, pod_labels: dict[str, str]) -> Manifest:
+    """The declared intent aimesh publishes with a model (aimesh/builders/intent.py): the
+    unit's grants, NetworkPolicies, RBAC and gateway host, as the effective policies read them."""
+    read = {"methods": ["GET"], "paths": [f"/v1/models/{model}"]}
+    invoke = {"methods": ["POST"], "paths": [f"/v1/models/{model}:predict"]}
+    body = {
+        "version": 1,
+        "model": model,
+        "namespace": ns,
+        "trustDomain": "cluster.local",
+        "selector": pod_labels,
+        "ports": [8080],
+        "grants": [
+            {
+                "caller": f"apps/client-{i}",
+                "kind": "workload",
+                "role": "invoke",
+                "principal": principal,
+                "operations": [read, invoke],
+            }
+        ],
+        "adminPaths": [],
+        "issuers": [
+            {
+                "issuer": "https://issuer.example.com",
+                "jwksUri": "https://issuer.example.com/.well-known/jwks.json",
+            }
+        ],
+        "entries": [
+            {"gateway": "istio-ingress/aimesh-gateway", "hosts": [f"{model}.models.aimesh.local"]}
+        ],
+        "networkPolicies": [
+            {
+                "name": "default-deny",
+                "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            },
+            {
+                "name": "from-gateway",
+                "spec": {
+                    "podSelector": {"matchLabels": pod_labels},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        {
+                            "from": [
+                                {
+                                    "namespaceSelector": {
+                                        "matchLabels": {
+                                            "kubernetes.io/metadata.name": "istio-ingress"
+                                        }
+                                    }
+                                }
+                            ]
+                        }
+                    ],
+                },
+            },
+        ],
+        "rbac": [
+            {
+                "subjects": [
+                    {"kind": "ServiceAccount", "name": f"client-{i}", "namespace": "apps"}
+                ],
+                "rules": [
+                    {
+                        "apiGroups": ["serving.kserve.io"],
+                        "resources": ["inferenceservices"],
+                        "verbs": ["get", "list", "watch"],
+                    }
+                ],
+            }
+        ],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta("aimesh-intent", ns, **{"aimesh.io/intent": "v1"}),
+        "data": {"intent.json": json.dumps(body, sort_keys=True, separators=(",", ":"))},
+    }
 
 
 def model_unit(i: int) -> list[Manifest]:
@@ -340,12 +422,7 @@ def model_unit(i: int) -> list[Manifest]:
                 "ports": [{"port": 80, "targetPort": 8080}],
             },
         },
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": _meta(f"{model}-settings", ns),
-            "data": {"MODEL_NAME": model, "LOG_LEVEL": "info"},
-        },
+        intent(i, model, ns, principal, pod_labels),
         {
             "apiVersion": "telemetry.istio.io/v1",
             "kind": "Telemetry",
