@@ -98,11 +98,14 @@ def model_intent(
         if b["roleRef"]["kind"] == "Role" and b["roleRef"]["name"] in roles
     ]
     # The gateway serves the model's public host; the in-mesh host bound alongside it is not
-    # one of the gateway's server hosts.
+    # one of the gateway's server hosts. `serves` is what the gateway's servers accept as the
+    # program configures them (builders/gateway.py): the pack falls back on it when the Gateway
+    # belongs to another stack (a team reusing SecureModel on the platform's gateway).
     entries = [
         {
             "gateway": g,
             "hosts": [h for h in vs["spec"]["hosts"] if h.endswith(f".{gateway.domain}")],
+            "serves": [f"*.{gateway.domain}"],
         }
         for vs in _of_kind(generated, "VirtualService")
         for g in vs["spec"].get("gateways", [])

@@ -53,6 +53,8 @@ class EntryPath:
     what: str  # "NodePort Service", "Ingress host x", "gateway g host h", ...
     gateway: str = ""  # the Istio gateway ("<ns>/<name>") for VirtualService entries
     host: str = ""
+    # The gateway is not in the stack: which hosts it serves is not known here.
+    gateway_absent: bool = False
 
 
 def host_namespace(host: str, route_namespace: str) -> str:
@@ -71,7 +73,7 @@ def host_served(host: str, patterns: Sequence[str]) -> bool:
     scopes the VirtualServices it takes; the host part matches exactly or as `*.suffix`)."""
     for raw in patterns:
         pattern = raw.split("/", 1)[1] if "/" in raw else raw
-        if pattern == "*" or pattern == host:
+        if pattern == "*" or pattern == host or host == "*":
             return True
         if pattern.startswith("*.") and host.endswith(pattern[1:]):
             return True
@@ -241,6 +243,7 @@ def _virtual_service(
                         f"gateway {gateway}, host {host}",
                         gateway=gateway,
                         host=host,
+                        gateway_absent=server_hosts is None,
                     )
                 )
     return found, []
@@ -273,7 +276,17 @@ def _declared(path: EntryPath) -> bool:
     intent = path.model.intent
     if intent is None or not path.gateway:
         return False
-    return any(e.gateway == path.gateway and path.host in e.hosts for e in intent.entries)
+    for entry in intent.entries:
+        if entry.gateway != path.gateway:
+            continue
+        if path.host in entry.hosts:
+            return True
+        # A Gateway of another stack (the platform's, for a team reusing SecureModel): it is
+        # taken to serve what the intent says the program configured it to serve, so a host it
+        # does not serve opens nothing. The platform's stack judges the Gateway itself.
+        if path.gateway_absent and entry.serves and not host_served(path.host, list(entry.serves)):
+            return True
+    return False
 
 
 def check_entry_paths(

@@ -28,7 +28,8 @@ Schema (`intent.json`, version 1, model scope):
      "adminPaths": ["/v2/repository*", ...],
      "issuers": [{"issuer": "https://...", "jwksUri": "https://...",
                   "fromHeaders": [{"name": "Authorization", "prefix": "Bearer "}]}],
-     "entries": [{"gateway": "istio-ingress/aimesh-gateway", "hosts": ["<model>.<domain>"]}],
+     "entries": [{"gateway": "istio-ingress/aimesh-gateway", "hosts": ["<model>.<domain>"],
+                  "serves": ["*.<domain>"]}],
      "networkPolicies": [{"name": "default-deny", "spec": {...}}],
      "rbac": [{"subjects": [{"kind": "ServiceAccount", "name": "...", "namespace": "..."}],
                "rules": [{"apiGroups": [...], "resources": [...], "verbs": [...],
@@ -97,6 +98,9 @@ class Issuer:
 class Entry:
     gateway: str  # "<ns>/<name>"
     hosts: tuple[str, ...]
+    # The gateway's server hosts as the program configures them; used only when the Gateway is
+    # not in the stack (it belongs to the platform's stack). Empty: assume it serves every host.
+    serves: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -245,7 +249,8 @@ def parse_model(obj: K8sObject, data: Mapping[str, Any]) -> Intent:
             for i in maps(data.get("issuers"))
         ),
         entries=tuple(
-            Entry(_need_str(e, "gateway"), _strs(e.get("hosts"))) for e in maps(data.get("entries"))
+            Entry(_need_str(e, "gateway"), _strs(e.get("hosts")), _strs(e.get("serves")))
+            for e in maps(data.get("entries"))
         ),
         network_policies=tuple(maps(data.get("networkPolicies"))),
         rbac=tuple(
