@@ -141,6 +141,12 @@ def certificate(
 # ---- gateway ---------------------------------------------------------------------------------
 
 
+def server_hosts(domain: str) -> list[str]:
+    """The hosts the gateway's servers accept (also published in each model's intent, which
+    tells the policy pack what the gateway serves when it belongs to another stack)."""
+    return [f"*.{domain}"]
+
+
 def gateway(settings: Settings) -> dict[str, Any]:
     """networking.istio.io Gateway: HTTPS with the cert-manager secret, HTTP only redirects.
 
@@ -148,7 +154,7 @@ def gateway(settings: Settings) -> dict[str, Any]:
     HTTP-01 solver (its Ingress, served by this gateway). A Gateway server with `httpsRedirect`
     for the same hosts shadows the solver's routes and the challenge fails (istio/istio#33593,
     #27643). Without the redirect, port 80 answers ACME challenges and denies the rest (403)."""
-    hosts = [f"*.{settings.gateway_domain}"]
+    hosts = server_hosts(settings.gateway_domain)
     tls: dict[str, Any] = {
         "mode": "SIMPLE",
         "credentialName": TLS_SECRET_NAME,

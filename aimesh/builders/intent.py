@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from aimesh.builders import access, alerts, collector, telemetry
 from aimesh.builders.common import GatewayRef, ModelPlatform, metadata
+from aimesh.builders.gateway import server_hosts
 from aimesh.namespaces import ISTIO_NAMESPACE, OBSERVABILITY_NAMESPACE
 from aimesh.settings import ModelSettings, Settings
 
@@ -105,7 +106,7 @@ def model_intent(
         {
             "gateway": g,
             "hosts": [h for h in vs["spec"]["hosts"] if h.endswith(f".{gateway.domain}")],
-            "serves": [f"*.{gateway.domain}"],
+            "serves": server_hosts(gateway.domain),
         }
         for vs in _of_kind(generated, "VirtualService")
         for g in vs["spec"].get("gateways", [])

@@ -13,7 +13,8 @@ from aimesh_policies.effective.intent import read_intents
 from aimesh_policies.framework import Context
 from aimesh_policies.objects import object_from_manifest
 
-from aimesh.builders import alerts, collector, intent, secure_model
+from aimesh.builders import alerts, collector, gateway, intent, secure_model
+from aimesh.builders.gateway import reference
 from tests.unit.test_access import GATEWAY, stack
 
 
@@ -58,7 +59,20 @@ def test_layers_are_the_generated_objects() -> None:
     ]
     assert [i["issuer"] for i in body["issuers"]] == [r["issuer"] for r in rules]
     assert [i["jwksUri"] for i in body["issuers"]] == [r["jwksUri"] for r in rules]
-    assert body["entries"] == [{"gateway": GATEWAY.qualified, "hosts": [f"alpha.{GATEWAY.domain}"]}]
+    assert body["entries"] == [
+        {
+            "gateway": GATEWAY.qualified,
+            "hosts": [f"alpha.{GATEWAY.domain}"],
+            "serves": [f"*.{GATEWAY.domain}"],  # what builders/gateway.py gives its servers
+        }
+    ]
+
+
+def test_served_hosts_are_the_gateway_servers_hosts() -> None:
+    settings = stack()
+    served = {h for server in gateway.gateway(settings)["spec"]["servers"] for h in server["hosts"]}
+    body = _body(secure_model.build(settings, settings.models[0], reference(settings)).intent)
+    assert {h for e in body["entries"] for h in e["serves"]} == served
 
 
 def test_the_pack_reads_it_without_complaint() -> None:
