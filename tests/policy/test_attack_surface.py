@@ -45,6 +45,13 @@ def test_every_cell_has_a_blocking_and_a_near_miss_fixture_of_its_policy() -> No
     assert problems == []
 
 
+def test_each_cell_is_proven_by_its_own_blocking_fixture() -> None:
+    # One field, one weakening: a fixture that stood for two cells would let either field's
+    # check be removed while the other still made the fixture fail.
+    blocking = [row[3] for row in _cells()]
+    assert sorted({b for b in blocking if blocking.count(b) > 1}) == []
+
+
 def test_every_effective_policy_has_cells() -> None:
     covered = {row[2] for row in _cells()}
     effective = {p.name for p in all_policies() if p.concern == "effective"}
