@@ -14,6 +14,9 @@ Every field is derived from what the program generates, in the same call:
 - `entries`: the ingress-gateway host of the model's VirtualService;
 - `networkPolicies`, `rbac`: the generated NetworkPolicies, and each generated RoleBinding with
   its Role's rules inlined;
+- `audit`: present only while the model is in audit mode (`models[].authorization`): its reason
+  and last day. The pack then accepts what the enforced `<model>-audit-mesh-peers` ALLOW lets
+  through (authenticated peers of the trust domain), and only while both say the audit is on;
 - mesh scope: the access-log and metrics providers of the mesh Telemetry and their
   definitions, the proxy statistics the denial alert reads, every active alert of the
   PrometheusRule, and the collector's audit (logs) pipelines.
@@ -129,6 +132,9 @@ def model_intent(
         ],
         "rbac": rbac,
     }
+    mode = model.authorization
+    if mode.audit and mode.reason is not None and mode.until is not None:
+        body["audit"] = {"reason": mode.reason, "until": mode.until.isoformat()}
     return _config_map(model.ns, body, labels)
 
 

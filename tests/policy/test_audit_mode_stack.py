@@ -101,6 +101,13 @@ def test_an_ended_audit_is_a_mandatory_violation_naming_model_and_date() -> None
         v.startswith("istio-authorizationpolicy-forbid-wildcard-sources") for v in violations
     )
     assert any(v.startswith("kserve-inferenceservice-require-principal-allow") for v in violations)
+    # Effective access: what the peers ALLOW lets through is no longer intended.
+    assert any(
+        v.startswith("istio-model-access-within-intent")
+        and f"{MODEL}-audit-mesh-peers" in v
+        and f"audit mode ended on {ended}" in v
+        for v in violations
+    ), violations
 
 
 def test_a_stack_can_forbid_audit_mode(current: offline.Evaluation) -> None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aimesh_policies.effective import entry, network, rbac
+from aimesh_policies.effective import access, entry, network, rbac
 from aimesh_policies.effective.intent import read_intents
 from aimesh_policies.framework import Context
 from aimesh_policies.objects import object_from_manifest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.policy.support import FIXTURES, load_fixture, objects_of_documents
 
 # --- RBAC ------------------------------------------------------------------------------------
 
@@ -301,3 +303,21 @@ def test_rule_by_rule_cells_equal_cell_by_cell_decisions(policies: list[network.
             for j, port in enumerate(grid_ports):
                 allowed = network.decide(policies, POD, direction, peer, port)[0]
                 assert allowed == (found is None or (i, j) in found), (direction, peer, port)
+
+
+# --- audit mode ------------------------------------------------------------------------------
+
+
+def test_explain_shows_what_audit_mode_lets_in_as_declared() -> None:
+    fixture = load_fixture(FIXTURES / "istio-model-access-within-intent" / "audit-mode-pass.yaml")
+    objs = objects_of_documents(fixture.documents, typed=False)
+    [cells] = access.explain(objs, Context()).values()
+    peers = [c for c in cells if c.by == "AuthorizationPolicy m/m-audit-mesh-peers"]
+    assert {c.declared for c in peers} == {"allowed", "audit mode"}
+    assert any(c.identity == "a workload of an unrelated namespace" for c in peers)
+    # The model's own ALLOW is in dry-run: it grants nothing, whatever it names.
+    assert not [c for c in cells if c.by == "AuthorizationPolicy m/m-allow"]
+    # Plaintext peers and the operator paths stay out.
+    granted = [c for c in cells if c.effective == "allowed"]
+    assert not [c for c in granted if c.identity.startswith("a plaintext")]
+    assert not [c for c in granted if c.route.split()[1].startswith(("/metrics", "/v2/repository"))]

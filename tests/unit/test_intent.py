@@ -6,6 +6,7 @@ program's own objects."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
@@ -15,6 +16,7 @@ from aimesh_policies.objects import object_from_manifest
 
 from aimesh.builders import alerts, collector, gateway, intent, secure_model
 from aimesh.builders.gateway import reference
+from aimesh.settings import Authorization
 from tests.unit.test_access import GATEWAY, stack
 
 
@@ -81,6 +83,23 @@ def test_the_pack_reads_it_without_complaint() -> None:
     found = read_intents(objs, Context())
     assert found.problems == []
     assert set(found.models) == {m.ns for m in settings.models}
+
+
+def test_audit_mode_is_declared_only_while_the_model_is_in_it() -> None:
+    settings = stack()
+    assert "audit" not in _body(secure_model.build(settings, settings.models[0], GATEWAY).intent)
+    audited = settings.models[0].model_copy(
+        update={
+            "authorization": Authorization(
+                mode="audit", reason="TICKET-1", until=datetime.date(2027, 1, 15)
+            )
+        }
+    )
+    published = secure_model.build(settings, audited, GATEWAY).intent
+    assert _body(published)["audit"] == {"reason": "TICKET-1", "until": "2027-01-15"}
+    [read] = read_intents(object_from_manifest(published), Context()).models.values()
+    assert read.audit is not None
+    assert read.audit.until == datetime.date(2027, 1, 15)
 
 
 def test_mesh_intent_declares_the_alerts_and_the_audit_pipeline() -> None:

@@ -107,7 +107,10 @@ POLICIES: Final = (
         "of the model's, unrelated workloads, the gateway without a token, any holder of a "
         "token of each trusted issuer, plaintext peers, foreign trust domains and IP ranges; "
         "and a missing deny-all, operator paths not denied to non-admins, or trusted issuers' "
-        "keys or token locations changed. Without intent: any access for unrelated workloads, "
+        "keys or token locations changed. In audit mode, what the enforced mesh-peers ALLOW "
+        "lets in counts as intended only while the intent declares the audit and the policy's "
+        "reason and last day hold (ended, unexplained or undeclared: reported; never plaintext "
+        "peers or other trust domains). Without intent: any access for unrelated workloads, "
         "plaintext peers or addresses.",
         check_stack=lambda objs, ctx: access.check_access(objs, ctx),
         kinds=MODEL_KINDS | {AUTHORIZATION_POLICY, REQUEST_AUTHENTICATION, MESH_CONFIG},

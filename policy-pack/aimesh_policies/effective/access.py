@@ -24,18 +24,29 @@ implement them: allow-listing for every pod of a model namespace (the deny-all),
 denied by DENY to every identity not declared admin (the deny-admin), and the trusted issuers'
 keys fetched only from the declared JWKS and tokens read only from the declared headers.
 
+Audit mode (`models[].authorization: {mode: audit}`, auditmode.py): the model's ALLOW rules run
+in dry-run (left out, like every dry-run policy) and one enforced ALLOW, `<model>-audit-mesh-peers`,
+lets authenticated peers of the trust domain in on every route. That access is within intent
+only while the intent declares the audit and the policy is a current audit ALLOW (a reason, a
+last day not past) in the model's namespace; an ended, unexplained or undeclared one is reported
+like any other ALLOW that grants too much, and it never covers plaintext peers or other trust
+domains.
+
 Without intent (a hand-written stack) only invariants are judged: no access at all for a
-workload of an unrelated namespace, a plaintext peer, or an address.
+workload of an unrelated namespace (unless a current audit ALLOW of the model's namespace lets
+it in), a plaintext peer, or an address.
 """
 
 from __future__ import annotations
 
+import datetime
 import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aimesh_policies.accessors import UNKNOWN, as_str, maps
+from aimesh_policies.auditmode import declaration, is_current_audit_allow
 from aimesh_policies.effective import istio
 from aimesh_policies.effective.intent import Grant, Intent, Intents, read_intents
 from aimesh_policies.effective.istio import (
@@ -52,7 +63,7 @@ from aimesh_policies.effective.istio import (
 )
 from aimesh_policies.effective.table import table
 from aimesh_policies.effective.workloads import Model, discover, shape_unknowns
-from aimesh_policies.framework import Context, Finding, unknown_finding
+from aimesh_policies.framework import Context, Finding, today, unknown_finding
 from aimesh_policies.k8s_object import MESH_CONFIG, K8sObject
 from aimesh_policies.meshlib import (
     AUTHORIZATION_POLICY,
@@ -108,6 +119,8 @@ class Evaluation:
     pods: Mapping[str, str]
     identities: list[Identity]
     routes: list[Route]
+    td: str = "cluster.local"
+    day: datetime.date = field(default_factory=today)
     allowed: dict[tuple[int, int], Compiled | None] = field(default_factory=dict)
     # (identity, route) pairs the DENY stage denies whatever the caller chooses.
     always_denied: set[tuple[int, int]] = field(default_factory=set)
@@ -510,7 +523,14 @@ def grid(
     result = Grid()
     enforced = [p for p in policies if p.enforced]
     denies = [r for p in enforced if p.action == DENY for r in p.rules]
-    allows = [(p, r) for p in enforced if p.action == ALLOW for r in p.rules]
+    # A pair several ALLOWs grant is credited to the first: audit ALLOWs (auditmode.py) last, so
+    # that any other policy granting the same access is the one named.
+    allows = [
+        (p, r)
+        for p in sorted(enforced, key=lambda p: declaration(p.obj) is not None)
+        if p.action == ALLOW
+        for r in p.rules
+    ]
     allow_mode = any(p.action == ALLOW for p in enforced)
     everyone = (1 << len(who)) - 1
     always = [everyone] * len(what)
@@ -555,7 +575,7 @@ def evaluate(
     """The effective grid of one pod label set of a model."""
     who = identities(model, policies, ras, td)
     what = routes(model, policies)
-    result = Evaluation(model, pods, who, what)
+    result = Evaluation(model, pods, who, what, td)
     combos = samples(free_values(model, policies))
     if combos is None:
         result.uncertain.append(
@@ -613,11 +633,29 @@ def _matches(pattern: str, path: str) -> bool:
         return False
 
 
+def audit_admits(evaluation: Evaluation, identity: Identity, by: Compiled | None) -> bool:
+    """Whether `by` is the current audit ALLOW of the model and lets `identity` in by design:
+    an authenticated peer of the trust domain, while the audit is declared (in the intent, when
+    there is one) and has not ended."""
+    model, day = evaluation.model, evaluation.day
+    if by is None or namespace_of(by.obj) != model.namespace:
+        return False
+    if not is_current_audit_allow(by.obj, day):
+        return False
+    if model.intent is not None and (
+        model.intent.audit is None or not model.intent.audit.current(day)
+    ):
+        return False
+    return identity.principal is not None and identity.principal.startswith(f"{evaluation.td}/")
+
+
 def extras(evaluation: Evaluation) -> list[Extra]:
     intent = evaluation.model.intent
     out: list[Extra] = []
     for (i, r), policy in sorted(evaluation.allowed.items()):
         identity, route = evaluation.identities[i], evaluation.routes[r]
+        if audit_admits(evaluation, identity, policy):
+            continue
         if intent is None:
             if identity.anyone:
                 out.append(Extra(identity, route, "denied (invariant)", policy))
@@ -786,10 +824,37 @@ def _extra_findings(evaluation: Evaluation) -> Iterator[Finding]:
                 "narrow the policy to the declared callers, methods and paths (or declare the "
                 "access in the stack config, which regenerates the intent)"
             )
+            why = _audit_refused(evaluation, policy)
+            if why:
+                head += f" (an audit-mode ALLOW, but {why})"
+                fix = (
+                    "enforce the model (remove models[].authorization's audit mode, which removes "
+                    "this policy), or declare the audit with a reason and a last day not past"
+                )
             urn = policy.obj.urn
         yield Finding(
             f"{head} ({len(found)} extra identity/route pairs):\n{grid}\nFix: {fix}.", urn
         )
+
+
+def _audit_refused(evaluation: Evaluation, policy: Compiled) -> str:
+    """Why an ALLOW carrying an audit declaration does not count as audit mode ("" when it
+    carries none, or when it does and only its principals are wider than mesh peers)."""
+    notes = declaration(policy.obj)
+    if notes is None:
+        return ""
+    if not notes.reason:
+        return "it gives no reason (aimesh.io/audit-reason)"
+    if notes.until is None:
+        return f"its last day {notes.written!r} is not a YYYY-MM-DD date (aimesh.io/audit-until)"
+    if notes.until < evaluation.day:
+        return f"audit mode ended on {notes.until.isoformat()}"
+    intent = evaluation.model.intent
+    if intent is not None and intent.audit is None:
+        return "the model's intent does not declare audit mode"
+    if intent is not None and intent.audit is not None and not intent.audit.current(evaluation.day):
+        return "the audit mode its intent declares has ended or gives no reason"
+    return ""
 
 
 def _layer_findings(evaluation: Evaluation, ras: Sequence[K8sObject]) -> Iterator[Finding]:
@@ -882,6 +947,12 @@ def explain(objs: Sequence[K8sObject], ctx: Context) -> dict[str, list[Cell]]:
                     if declared in ("denied", "-") and not granted:
                         continue
                     policy = evaluation.allowed.get((i, r))
+                    if (
+                        declared != "allowed"
+                        and granted
+                        and audit_admits(evaluation, identity, policy)
+                    ):
+                        declared = "audit mode"
                     by = policy.obj.ref if policy is not None else "no ALLOW applies"
                     cell = Cell(
                         identity.label,
@@ -903,6 +974,7 @@ __all__ = [
     "Identity",
     "PolicyIndex",
     "Route",
+    "audit_admits",
     "check_access",
     "evaluate",
     "explain",

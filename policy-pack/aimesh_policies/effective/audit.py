@@ -34,7 +34,16 @@ from typing import Any, Final
 from aimesh_policies.accessors import UNKNOWN, as_bool, as_map, as_str, get, maps, str_list
 from aimesh_policies.effective.intent import Intents, MeshIntent, read_intents
 from aimesh_policies.effective.workloads import MODEL_KINDS, Model, discover
-from aimesh_policies.framework import Context, Finding, Level, Policy, Severity, unknown_finding
+from aimesh_policies.framework import (
+    Context,
+    Finding,
+    Level,
+    Policy,
+    Severity,
+    parse_day,
+    unknown_finding,
+)
+from aimesh_policies.framework import today as current_day  # `today` is this module's argument
 from aimesh_policies.k8s_object import HELM_VALUES, MESH_CONFIG, K8sObject
 from aimesh_policies.meshlib import namespace_of, selects
 from aimesh_policies.pods import selector_labels, target_refs
@@ -336,9 +345,8 @@ def exemption(obj: K8sObject, ctx: Context, today: datetime.date) -> tuple[bool,
             continue
         reason = (as_str(item.get("reason")) or "").strip()
         expires = as_str(item.get("expires")) or ""
-        try:
-            until = datetime.date.fromisoformat(expires)
-        except ValueError:
+        until = parse_day(expires)
+        if until is None:
             return False, f" (its exemption has no valid expiry date: {expires!r})"
         if not reason:
             return False, " (its exemption gives no reason)"
@@ -361,7 +369,7 @@ def check_audit(
     models = discover(objs, ctx, intents)
     if not models:
         return
-    today = today or datetime.date.today()
+    today = today or current_day()
     mesh = intents.mesh
     required_logs = list(mesh.access_log_providers) if mesh else []
     required_metrics = list(mesh.metrics_providers) if mesh else []

@@ -33,7 +33,8 @@ Schema (`intent.json`, version 1, model scope):
      "networkPolicies": [{"name": "default-deny", "spec": {...}}],
      "rbac": [{"subjects": [{"kind": "ServiceAccount", "name": "...", "namespace": "..."}],
                "rules": [{"apiGroups": [...], "resources": [...], "verbs": [...],
-                          "resourceNames": [...]}]}]}
+                          "resourceNames": [...]}]}],
+     "audit": {"reason": "...", "until": "YYYY-MM-DD"}}   (only while in audit mode)
 
 Mesh scope (`"scope": "mesh"`, root namespace): `accessLogProviders`, `metricsProviders`,
 `proxyStatsInclusionRegexps`, `extensionProviders` (the audit/metrics provider definitions),
@@ -43,6 +44,7 @@ Mesh scope (`"scope": "mesh"`, root namespace): `accessLogProviders`, `metricsPr
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -50,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aimesh_policies.accessors import UNKNOWN, as_bool, as_int, as_list, as_map, as_str, get, maps
-from aimesh_policies.framework import Context, Finding, finding, unknown_finding
+from aimesh_policies.framework import Context, Finding, finding, parse_day, unknown_finding
 from aimesh_policies.k8s_object import K8sObject
 from aimesh_policies.meshlib import namespace_of
 
@@ -104,6 +106,17 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Audit:
+    """The model is in audit mode (its ALLOW rules in dry-run) for a reason, until a day."""
+
+    reason: str
+    until: datetime.date | None  # None: not a YYYY-MM-DD date (never current)
+
+    def current(self, day: datetime.date) -> bool:
+        return bool(self.reason) and self.until is not None and self.until >= day
+
+
+@dataclass(frozen=True)
 class RbacGrant:
     subjects: tuple[tuple[str, str, str], ...]  # (kind, namespace, name)
     rules: tuple[Mapping[str, Any], ...]
@@ -125,6 +138,7 @@ class Intent:
     entries: tuple[Entry, ...]
     network_policies: tuple[Mapping[str, Any], ...]
     rbac: tuple[RbacGrant, ...]
+    audit: Audit | None = None
 
     @property
     def admin_principals(self) -> frozenset[str]:
@@ -260,7 +274,15 @@ def parse_model(obj: K8sObject, data: Mapping[str, Any]) -> Intent:
             )
             for r in maps(data.get("rbac"))
         ),
+        audit=_audit(data.get("audit")),
     )
+
+
+def _audit(value: Any) -> Audit | None:
+    if value is None:
+        return None
+    audit = as_map(value)
+    return Audit((as_str(audit.get("reason")) or "").strip(), parse_day(audit.get("until")))
 
 
 def parse_mesh(obj: K8sObject, data: Mapping[str, Any]) -> MeshIntent:
@@ -543,6 +565,7 @@ __all__ = [
     "INTENT_LABEL",
     "INTENT_NAME",
     "Alert",
+    "Audit",
     "Entry",
     "Grant",
     "Intent",

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aimesh_policies.accessors import UNKNOWN, as_int, as_list, as_map, as_str
+from aimesh_policies.auditmode import DRY_RUN, is_dry_run
 from aimesh_policies.k8s_object import K8sObject
 
 ALLOW: Final = "ALLOW"
@@ -56,7 +57,6 @@ DENY: Final = "DENY"
 AUDIT: Final = "AUDIT"
 CUSTOM: Final = "CUSTOM"
 ACTIONS: Final = (ALLOW, DENY, AUDIT, CUSTOM)
-DRY_RUN: Final = "istio.io/dry-run"
 SPIFFE: Final = "spiffe://"
 
 # Which side of the Envoy RBAC policy a condition sits on.
@@ -547,12 +547,6 @@ class Compiled:
         return next((r for r in self.rules if r.matches(request)), None)
 
 
-def is_dry_run(obj: K8sObject) -> bool:
-    """Go's strconv.ParseBool of the annotation (anything else: not dry-run)."""
-    value = obj.annotations.get(DRY_RUN)
-    return value in ("1", "t", "T", "true", "TRUE", "True")
-
-
 def policy_action(obj: K8sObject) -> str:
     value = obj.spec.get("action")
     if value is None:
@@ -697,7 +691,6 @@ __all__ = [
     "Uncertain",
     "compile_policy",
     "decide",
-    "is_dry_run",
     "path_matcher",
     "policy_action",
 ]
