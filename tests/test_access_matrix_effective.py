@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tools import access_matrix
 
 
@@ -21,3 +23,10 @@ def test_dev_stack_effective_access_is_exactly_the_declared_one() -> None:
 
 def test_cli_appends_the_effective_section() -> None:
     assert access_matrix.main(["--stack", "dev", "--effective"]) == 0
+
+
+def test_effective_goes_with_one_stack_in_markdown() -> None:
+    for argv in (["--all-stacks", "--effective"], ["--format", "mermaid", "--effective"]):
+        with pytest.raises(SystemExit) as refused:
+            access_matrix.main(argv)
+        assert refused.value.code == 2

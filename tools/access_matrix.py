@@ -275,16 +275,16 @@ def render_effective(stack: str, root: Path = offline.ROOT) -> str:
     from aimesh_policies.effective.access import explain
     from aimesh_policies.framework import Context
 
-    config, secret_keys = offline.stack_config(stack)
-    evaluation = offline.evaluate(config, secret_keys=secret_keys, stack=stack, preview=True)
+    evaluation = offline.evaluate_stack(stack, root=root)
     objs = [o for r in evaluation.resources for o in to_objects(r.type, r.inputs, r.urn, r.name)]
     lines = [
         "## Effective access (the stack's objects, evaluated)",
         "",
         "Every identity and route that is declared above or that the AuthorizationPolicies in "
         "force let through, side by side. `window only`: a batch grant, closed in the manifest "
-        "and opened by its CronJobs. A row whose effective verdict is wider than the declared "
-        "one is a violation of `istio-model-access-within-intent`.",
+        "and opened by its CronJobs. `audit mode`: let in by the model's current audit-mode "
+        "ALLOW for mesh peers (models[].authorization). A row whose effective verdict is "
+        "wider than the declared one is a violation of `istio-model-access-within-intent`.",
         "",
     ]
     for model, cells in explain(objs, Context()).items():
@@ -324,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         help="also print what the stack's objects let through, next to what is declared",
     )
     args = parser.parse_args(argv)
+    if args.effective and (args.all_stacks or args.format != "markdown"):
+        parser.error("--effective goes with one --stack in Markdown")
     try:
         if args.all_stacks:
             report = render_document(offline.stacks())
@@ -332,8 +334,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report = render(load(args.stack), args.stack)
         if args.effective:
-            if args.all_stacks or args.format != "markdown":
-                parser.error("--effective goes with one --stack in Markdown")
             report += "\n" + render_effective(args.stack)
     except (settings_module.ConfigError, FileNotFoundError, yaml.YAMLError) as exc:
         print(exc, file=sys.stderr)
