@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -36,6 +37,7 @@ from pydantic.alias_generators import to_camel
 from aimesh.config_source import ConfigSource, nearest
 from aimesh.namespaces import PLATFORM_NAMESPACES
 from aimesh.pem import CaCertificate, read_ca_certificate, read_ca_chain, signing_root
+from aimesh.runtime import schedule
 
 NAMESPACE = "aimesh"
 
@@ -45,8 +47,6 @@ NAMESPACE = "aimesh"
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_CRON_FIELD = r"[0-9*/,\-A-Za-z?]+"
-_CRON = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 
@@ -79,8 +79,10 @@ def _https_url(value: str) -> str:
 
 
 def _cron(value: str) -> str:
-    if not _CRON.match(value):
-        raise ValueError(f"{value!r} is not a 5-field cron schedule (e.g. '0 1 * * *')")
+    try:
+        schedule.parse(value)
+    except schedule.CronError as exc:
+        raise ValueError(f"{exc} (a 5-field cron schedule, e.g. '0 1 * * *')") from None
     return value
 
 
@@ -209,8 +211,17 @@ class RateLimit(_Model):
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
 
 
+# The shortest batch window accepted: three of the window reconciler's 5-minute slots
+# (builders/secure_model/windows.py), so every window is seen open by a few runs.
+MIN_WINDOW_MINUTES = 15
+
+
 class AccessWindow(_Model):
-    """A batch window: access opens on `open` and closes on `close` (cron, in `timeZone`)."""
+    """A batch window: access opens on `open` and closes on `close` (cron, in `timeZone`).
+
+    Both are read exactly as the window reconciler reads them (aimesh/runtime/schedule.py).
+    Every opening in the coming year, both DST changes included, must last at least
+    MIN_WINDOW_MINUTES."""
 
     open: Cron
     close: Cron
@@ -228,6 +239,14 @@ class AccessWindow(_Model):
             )
         if self.open == self.close:
             raise ValueError("'open' and 'close' are the same schedule: the window never opens")
+        window = schedule.Window.parse(self.open, self.close, self.time_zone)
+        try:
+            schedule.check_length(window, MIN_WINDOW_MINUTES, datetime.now(UTC).date())
+        except schedule.WindowError as exc:
+            raise ValueError(
+                f"{exc} (open {self.open!r}, close {self.close!r}); move 'open' earlier or "
+                f"'close' later"
+            ) from None
         return self
 
 

@@ -43,9 +43,13 @@ KIND_NODE_VERSION = "v1.35.0"
 # before KServe's storage initializer (aimesh/cluster_version.py).
 MIN_KUBERNETES = (1, 33)
 
-# The image batch-window CronJobs patch their AuthorizationPolicy with (kubectl as entrypoint,
-# no shell). Kept at the cluster's minor version (kubectl supports +/-1 minor skew).
-KUBECTL_IMAGE = "registry.k8s.io/kubectl:v1.35.0"
+# The window reconciler's interpreter (aimesh/runtime/, shipped as source in a ConfigMap):
+# distroless Python 3.11 on Debian 12 (no shell, no package manager, tzdata included), user
+# 65532. Pinned by digest: a tag moves with every rebuild. docs/dependencies.md says how to bump.
+WINDOW_RECONCILER_IMAGE = (
+    "gcr.io/distroless/python3-debian12:nonroot"
+    "@sha256:7d1042ce588ab97019fe95c24ffca7bc5a82ccdac572511d5e09bda4435c89c5"
+)
 
 # The collector image matching chart 0.170.0's appVersion (pinned: the chart default follows it).
 OTEL_COLLECTOR_IMAGE_TAG = "0.158.0"

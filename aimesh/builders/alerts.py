@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aimesh.builders import mesh_ca
+from aimesh.builders import access, mesh_ca
 from aimesh.builders.common import metadata
 from aimesh.namespaces import ISTIO_NAMESPACE, OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings
@@ -63,6 +63,18 @@ ISTIO_LABELS = frozenset(
         "response_flags",
         "connection_security_policy",
     }
+)
+
+
+# What the window reconciler exports (one series each per window policy).
+WINDOW_OPEN_OUTSIDE = "aimesh_window_open_outside_schedule"
+WINDOW_LAST_SUCCESS = "aimesh_window_last_success_timestamp_seconds"
+WINDOW_METRICS = (
+    "aimesh_window_schedule_open",
+    "aimesh_window_policy_open",
+    WINDOW_OPEN_OUTSIDE,
+    WINDOW_LAST_SUCCESS,
+    "aimesh_window_reconcile_errors_total",
 )
 
 
@@ -185,6 +197,14 @@ KNOWN_METRICS: tuple[MetricFamily, ...] = (
     ),
     # The collector's own telemetry (exporterhelper), merged into the sidecar's :15020 scrape.
     # Recent collectors append `_total` to counters on the Prometheus endpoint.
+    # aimesh's own batch-window reconciler (aimesh/runtime/window_reconciler.py, `Metrics`),
+    # merged into its sidecar's :15020 scrape; `policy` is the window AuthorizationPolicy.
+    MetricFamily(
+        WINDOW_METRICS,
+        frozenset({"policy"}) | TARGET_LABELS,
+        "aimesh/runtime/window_reconciler.py (Metrics; tests/unit/test_window_reconciler.py "
+        "scrapes them)",
+    ),
     MetricFamily(
         (
             "otelcol_exporter_send_failed_log_records",
@@ -269,6 +289,8 @@ class Alert:
     needs_istio_csr: bool = False
     # Only while some model is in audit mode (models[].authorization.mode: audit).
     needs_audit: bool = False
+    # Only when some model has a batch window.
+    needs_windows: bool = False
 
     @property
     def runbook(self) -> str:
@@ -330,6 +352,36 @@ def mesh_issuance_failures(settings: Settings) -> str:
 
 # Baselines end an hour ago, so a ramping attack does not raise its own baseline at once.
 BASELINE_OFFSET = "1h"
+
+
+# The window reconciler reports at least every minute while a run lives (and runs start every
+# 5 minutes): 15 minutes without a successful pass is three missed slots.
+WINDOW_SILENT_SECONDS = 900
+
+
+def window_policies(settings: Settings) -> list[tuple[str, str]]:
+    """(namespace, policy) of every batch window of the stack."""
+    return [
+        (m.ns, access.window_policy_name(m, c.namespace, c.service_account))
+        for m in settings.models
+        for c in m.callers
+        if c.windows
+    ]
+
+
+def _window_silent(settings: Settings) -> str:
+    """No successful reconcile for WINDOW_SILENT_SECONDS: stale (the last report is old) or
+    absent (no report at all, per configured window: a reconciler that never ran)."""
+    stale = (
+        f"(time() - max by (namespace, policy) "
+        f"(max_over_time({WINDOW_LAST_SUCCESS}[1h]))) > {WINDOW_SILENT_SECONDS}"
+    )
+    absent = [
+        f'absent_over_time({WINDOW_LAST_SUCCESS}{{namespace="{ns}", policy="{policy}"}}'
+        f"[{WINDOW_SILENT_SECONDS // 60}m])"
+        for ns, policy in window_policies(settings)
+    ]
+    return " or ".join([stale, *absent])
 
 
 def alerts(settings: Settings) -> list[Alert]:
@@ -467,21 +519,45 @@ def alerts(settings: Settings) -> list[Alert]:
             "The collector fails to export audit records: the SIEM misses who called which "
             "model until this is fixed (records are retried, then dropped).",
         ),
+        Alert(
+            "AimeshWindowOpenOutsideSchedule",
+            "critical",
+            f"max by (namespace, policy) (max_over_time({WINDOW_OPEN_OUTSIDE}[10m])) > 0",
+            "Batch window {{ $labels.namespace }}/{{ $labels.policy }} was open outside its "
+            "schedule",
+            "The window reconciler found the policy open while its schedule had been closed "
+            "(a missed or failed close, or a hand edit), or in a shape the program does not "
+            "define, and set it back. Find out who or what changed it.",
+            needs_windows=True,
+        ),
+        Alert(
+            "AimeshWindowReconcilerSilent",
+            "critical",
+            _window_silent(settings),
+            "The reconciler of batch window {{ $labels.namespace }}/{{ $labels.policy }} "
+            "reports nothing",
+            f"No successful reconcile for {WINDOW_SILENT_SECONDS // 60} minutes: the window "
+            "is neither opened nor closed on schedule, and an open policy stays open.",
+            needs_windows=True,
+        ),
     ]
 
 
 def active_alerts(settings: Settings) -> list[Alert]:
     """The alerts that apply to this stack (model alerts need at least one model; istio-csr's
-    need it to be the mesh CA; the audit-mode alert a model in audit mode)."""
+    need it to be the mesh CA; the audit-mode alert a model in audit mode; window alerts a batch
+    window)."""
     has_models = bool(settings.models)
     istio_csr = mesh_ca.enabled(settings)
     auditing = any(m.authorization.audit for m in settings.models)
+    has_windows = bool(window_policies(settings))
     return [
         a
         for a in alerts(settings)
         if (has_models or not a.needs_models)
         and (istio_csr or not a.needs_istio_csr)
         and (auditing or not a.needs_audit)
+        and (has_windows or not a.needs_windows)
     ]
 
 

@@ -13,10 +13,22 @@ from typing import Any
 import promql_parser
 import pytest
 
-from aimesh.builders import alerts, dashboard
+from aimesh.builders import access, alerts, dashboard
 from aimesh.settings import ConfigError, Settings, parse
 
-MODEL = {"name": "iris", "format": "sklearn", "storageUri": "gs://bucket/iris"}
+MODEL = {
+    "name": "iris",
+    "format": "sklearn",
+    "storageUri": "gs://bucket/iris",
+    # A batch caller: the window alerts apply.
+    "callers": [
+        {
+            "namespace": "batch",
+            "serviceAccount": "nightly",
+            "windows": [{"open": "0 1 * * *", "close": "0 3 * * *"}],
+        }
+    ],
+}
 OTHER = {"name": "churn", "namespace": "churn-ns", "format": "sklearn", "storageUri": "gs://b/c"}
 
 
@@ -450,3 +462,31 @@ def test_static_roots_raise_the_expiry_alert_one_by_one() -> None:
     assert certs.root("corp-root-a").cert.not_valid_after_utc.timestamp() == (
         roots["corp-root-a"].certificate.not_after_epoch
     )
+
+
+# ---- batch windows ----------------------------------------------------------------------------
+
+
+def test_window_alerts_watch_every_configured_window() -> None:
+    settings = _settings()
+    (model,) = (m for m in settings.models if m.name == "iris")
+    policy = access.window_policy_name(model, "batch", "nightly")
+    assert alerts.window_policies(settings) == [("iris", policy)]
+    silent = _alert(settings, "AimeshWindowReconcilerSilent").expr
+    # A reconciler that never reported at all is caught per window, not only a stale one.
+    assert (
+        f'absent_over_time({alerts.WINDOW_LAST_SUCCESS}{{namespace="iris", policy="{policy}"}}'
+        in silent
+    )
+    assert check(silent) >= {"namespace", "policy"}
+    opened = _alert(settings, "AimeshWindowOpenOutsideSchedule").expr
+    assert check(opened) == {"namespace", "policy"}
+
+
+def test_without_windows_the_window_alerts_are_inactive() -> None:
+    names = {a.name for a in alerts.active_alerts(parse({"models": [OTHER]}))}
+    assert "AimeshWindowOpenOutsideSchedule" not in names
+    assert "AimeshWindowReconcilerSilent" not in names
+    assert {"AimeshWindowOpenOutsideSchedule", "AimeshWindowReconcilerSilent"} <= {
+        a.name for a in alerts.active_alerts(_settings())
+    }

@@ -1,9 +1,19 @@
-"""Batch windows: one closed-by-default ALLOW per batch caller, and the CronJobs (with the
-narrowest RBAC) that open and close it on schedule."""
+"""Batch windows: one closed-by-default ALLOW per batch caller, and the reconciler (a CronJob with
+the narrowest RBAC) that keeps it in exactly the state its schedule says.
+
+Level-triggered, fail closed: every `RECONCILE_EVERY_MINUTES` a run computes from the windows'
+schedules whether the policy should be open NOW and sets exactly that (aimesh/runtime/
+window_reconciler.py); inside its slot it also wakes on each edge of the schedule and once a
+minute. A failed or missed run is corrected by the next one, a late run can never open the window
+after its close, and a hand edit is undone within a minute. The two shapes the policy may take
+are defined here once (`closed_spec`, `open_spec`): the reconciler writes only those, and the
+admission guardrails let its identity write nothing else.
+"""
 
 from __future__ import annotations
 
 import json
+from importlib import resources
 from typing import Any
 
 from aimesh import versions
@@ -14,9 +24,27 @@ from aimesh.builders.secure_model.meta import SECURITY_API, model_labels, worklo
 from aimesh.settings import ModelSettings
 
 WINDOW_ROLE = "window-controller"
-
-
 WINDOW_LABEL = "aimesh.io/window"
+
+# A run every 5 minutes; each lives for most of its slot (RUN_SECONDS), re-reading the policy
+# every RECHECK_SECONDS and at each edge of the schedule. The minimum window length
+# (settings.MIN_WINDOW_MINUTES) spans three slots.
+RECONCILE_EVERY_MINUTES = 5
+RUN_SECONDS = 240
+RECHECK_SECONDS = 60
+# A run that cannot start within this long after its slot is skipped: the next slot comes soon.
+STARTING_DEADLINE_SECONDS = 120
+# The Job is killed before the next slot if it hangs (the run itself ends after RUN_SECONDS).
+ACTIVE_DEADLINE_SECONDS = RECONCILE_EVERY_MINUTES * 60 - 15
+# Seconds after a scheduled close during which an open policy is not yet "open outside its
+# schedule": the gap between one run's end and the next run's first pass.
+GRACE_SECONDS = RECONCILE_EVERY_MINUTES * 60 + 60
+# Where the reconciler serves its gauges (loopback; pilot-agent merges them into :15020).
+METRICS_PORT = 9464
+CODE_DIR = "/opt/aimesh"
+CONFIG_FILE = "window.json"
+# The runtime modules shipped in the ConfigMap, as `aimesh/runtime/<file>` under CODE_DIR.
+RUNTIME_FILES = ("schedule.py", "window_reconciler.py")
 
 
 def closed_spec(model: ModelSettings) -> dict[str, Any]:
@@ -36,8 +64,8 @@ def controller_service_account(row: access.AccessRow) -> str:
 
 
 def window_policy(model: ModelSettings, row: access.AccessRow) -> dict[str, Any]:
-    """The batch caller's ALLOW, created CLOSED (no rules: allows nothing). Its CronJobs set
-    `rules` to `open_patch(row)` when a window opens and remove them when it closes. In dry-run
+    """The batch caller's ALLOW, created CLOSED (no rules: allows nothing). Its reconciler sets
+    the spec to `open_spec` while a window is open and back to `closed_spec` after. In dry-run
     while the model is in audit mode, like the model's other ALLOW rules."""
     return {
         "apiVersion": SECURITY_API,
@@ -52,26 +80,43 @@ def window_policy(model: ModelSettings, row: access.AccessRow) -> dict[str, Any]
     }
 
 
-def open_patch(row: access.AccessRow) -> dict[str, Any]:
-    """JSON merge patch that opens a window: the row's rule, nothing else."""
-    return {"spec": {"rules": [row.rule()]}}
+def reconciler_config(model: ModelSettings, row: access.AccessRow) -> dict[str, Any]:
+    """The reconciler's `window.json`: which policy, its schedule and its two shapes."""
+    return {
+        "namespace": model.ns,
+        "policy": row.policy,
+        "apiVersion": SECURITY_API,
+        "windows": [
+            {"open": w.open, "close": w.close, "timeZone": w.time_zone} for w in row.windows
+        ],
+        "openSpec": open_spec(model, row),
+        "closedSpec": closed_spec(model),
+        "runSeconds": RUN_SECONDS,
+        "recheckSeconds": RECHECK_SECONDS,
+        "graceSeconds": GRACE_SECONDS,
+        "metricsPort": METRICS_PORT,
+    }
 
 
-def close_patch() -> dict[str, Any]:
-    """JSON merge patch that closes a window: no rules, the ALLOW matches nothing."""
-    return {"spec": {"rules": None}}
+def runtime_source(file: str) -> str:
+    """The source of one runtime module, as shipped to the pod."""
+    return resources.files("aimesh.runtime").joinpath(file).read_text(encoding="utf-8")
 
 
 def window_controller(model: ModelSettings, row: access.AccessRow) -> list[dict[str, Any]]:
-    """ServiceAccount + Role (get/patch of exactly the row's policy) + RoleBinding + one
-    CronJob per window edge. The pods run kubectl only (no shell), unprivileged, read-only.
+    """ServiceAccount + Role (get/patch of exactly the row's policy) + RoleBinding + the
+    ConfigMap with the reconciler (code and config) + its CronJob.
 
     The service account mounts no token by default: only the CronJob's own pods ask for one,
     so a pod that merely names this identity gets no credential from it (and the admission
     guardrails refuse such pods anyway)."""
     sa = controller_service_account(row)
     labels = {**model_labels(model), ROLE_LABEL: WINDOW_ROLE}
-    out: list[dict[str, Any]] = [
+    config = {
+        **{file: runtime_source(file) for file in RUNTIME_FILES},
+        CONFIG_FILE: json.dumps(reconciler_config(model, row), indent=2, sort_keys=True) + "\n",
+    }
+    return [
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
@@ -98,102 +143,105 @@ def window_controller(model: ModelSettings, row: access.AccessRow) -> list[dict[
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
             "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": model.ns}],
         },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata(sa, model.ns, labels),
+            "data": config,
+        },
+        _cronjob(model, row, sa, labels),
     ]
-    for i, window in enumerate(row.windows):
-        for edge, schedule, patch in (
-            ("open", window.open, open_patch(row)),
-            ("close", window.close, close_patch()),
-        ):
-            out.append(_cronjob(model, row, sa, f"{edge}-{i}", schedule, window.time_zone, patch))
-    return out
 
 
 def _cronjob(
-    model: ModelSettings,
-    row: access.AccessRow,
-    sa: str,
-    suffix: str,
-    schedule: str,
-    time_zone: str,
-    patch: dict[str, Any],
+    model: ModelSettings, row: access.AccessRow, sa: str, labels: dict[str, str]
 ) -> dict[str, Any]:
     # CronJob names are limited to 52 characters (the Job name gets an 11-character suffix).
-    name = access.short_name(row.policy, suffix, limit=52)
-    # In the mesh like everything else: with native sidecars (Istio on Kubernetes >= 1.33) the
-    # proxy stops when kubectl exits, so the Job completes.
-    pod_labels = workload_selector_for_controller(model)
-    spec: dict[str, Any] = {
-        "schedule": schedule,
-        "timeZone": time_zone,
-        "concurrencyPolicy": "Forbid",
-    }
-    if suffix.startswith("open"):
-        # A missed opening (controller down) runs within 10 minutes or not at all: access that
-        # starts hours late, possibly after the closing already ran, would stay open a day.
-        # A closing has NO deadline: a late close is always right (fail closed), so the
-        # CronJob controller runs a missed closing as soon as it catches up.
-        spec["startingDeadlineSeconds"] = 600
+    name = access.short_name(row.policy, "reconcile", limit=52)
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": metadata(name, model.ns, {**model_labels(model), ROLE_LABEL: WINDOW_ROLE}),
+        "metadata": metadata(name, model.ns, labels),
         "spec": {
-            **spec,
+            "schedule": f"*/{RECONCILE_EVERY_MINUTES} * * * *",
+            "timeZone": "Etc/UTC",
+            # One run at a time; a run that could not start in time is skipped, not queued.
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
             "successfulJobsHistoryLimit": 1,
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {
                 "spec": {
-                    "backoffLimit": 4,
-                    "activeDeadlineSeconds": 300,
-                    "ttlSecondsAfterFinished": 86400,
-                    "template": {
-                        "metadata": {"labels": pod_labels},
-                        "spec": {
-                            "serviceAccountName": sa,
-                            # kubectl needs the API token; this pod is the one place it is
-                            # mounted (the service account itself opts out).
-                            "automountServiceAccountToken": True,
-                            "restartPolicy": "OnFailure",
-                            "securityContext": {
-                                "runAsNonRoot": True,
-                                "runAsUser": 65532,
-                                "runAsGroup": 65532,
-                                "seccompProfile": {"type": "RuntimeDefault"},
-                            },
-                            "containers": [
-                                {
-                                    "name": "kubectl",
-                                    "image": versions.KUBECTL_IMAGE,
-                                    "imagePullPolicy": "IfNotPresent",
-                                    "command": ["kubectl"],
-                                    "args": [
-                                        "patch",
-                                        "authorizationpolicies.security.istio.io",
-                                        row.policy,
-                                        f"--namespace={model.ns}",
-                                        "--type=merge",
-                                        f"--patch={json.dumps(patch, sort_keys=True)}",
-                                        "--cache-dir=/tmp/kube-cache",
-                                    ],
-                                    "securityContext": {
-                                        "allowPrivilegeEscalation": False,
-                                        "privileged": False,
-                                        "readOnlyRootFilesystem": True,
-                                        "runAsNonRoot": True,
-                                        "capabilities": {"drop": ["ALL"]},
-                                    },
-                                    "resources": {
-                                        "requests": {"cpu": "10m", "memory": "32Mi"},
-                                        "limits": {"cpu": "100m", "memory": "64Mi"},
-                                    },
-                                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
-                                }
-                            ],
-                            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
-                        },
-                    },
+                    "backoffLimit": 3,
+                    "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
+                    "ttlSecondsAfterFinished": 3600,
+                    "template": _pod_template(model, sa),
                 }
             },
+        },
+    }
+
+
+def _pod_template(model: ModelSettings, sa: str) -> dict[str, Any]:
+    runtime = f"{CODE_DIR}/aimesh/runtime"
+    return {
+        "metadata": {
+            # In the mesh like everything else (with native sidecars, Istio on Kubernetes
+            # >= 1.33, the proxy stops when the reconciler exits, so the Job completes), and NOT
+            # labelled as the model: no model policy applies to it.
+            "labels": workload_selector_for_controller(model),
+            # pilot-agent scrapes the reconciler's gauges and merges them into :15020.
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(METRICS_PORT),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": {
+            "serviceAccountName": sa,
+            # The reconciler needs the API token; this pod is the one place it is mounted (the
+            # service account itself opts out).
+            "automountServiceAccountToken": True,
+            "restartPolicy": "OnFailure",
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65532,
+                "runAsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "reconciler",
+                    "image": versions.WINDOW_RECONCILER_IMAGE,
+                    "imagePullPolicy": "IfNotPresent",
+                    # -B: no bytecode (read-only filesystem); -E -s: no environment or user
+                    # site packages; -m from CODE_DIR: the modules import as in the repository.
+                    "command": ["python3", "-B", "-E", "-s", "-m"],
+                    "args": [
+                        "aimesh.runtime.window_reconciler",
+                        f"--config={runtime}/{CONFIG_FILE}",
+                    ],
+                    "workingDir": CODE_DIR,
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "privileged": False,
+                        "readOnlyRootFilesystem": True,
+                        "runAsNonRoot": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "resources": {
+                        "requests": {"cpu": "10m", "memory": "32Mi"},
+                        "limits": {"cpu": "200m", "memory": "96Mi"},
+                    },
+                    "volumeMounts": [{"name": "code", "mountPath": runtime, "readOnly": True}],
+                }
+            ],
+            "volumes": [
+                {
+                    "name": "code",
+                    "configMap": {"name": sa, "defaultMode": 0o444},
+                }
+            ],
         },
     }
 
