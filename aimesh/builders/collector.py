@@ -1,10 +1,12 @@
 """The OpenTelemetry collector that carries the audit trail to the SIEM (pure builders).
 
-Envoy proxies send their JSON access-log records (and sampled spans) over OTLP/gRPC to the
-collector; the collector batches them and exports them to every configured sink (OTLP, Splunk
-HEC, syslog, a rotated file). The collector runs IN the mesh (a sidecar, opted in per pod), so
-the records, which carry identities and paths, travel under mTLS, and only the proxies named by
-`allow_telemetry_policy` may write to it.
+The audit agent (builders/audit_agent.py) reads the proxies' JSON access-log records from their
+own stdout on every node and sends them over OTLP/gRPC to this collector; the proxies send their
+sampled spans directly. The collector batches both and exports them to every configured sink
+(OTLP, Splunk HEC, syslog, a rotated file). It runs IN the mesh (a sidecar, opted in per pod), so
+records travel under mTLS, and `allow_telemetry_policy` decides who may send what: the OTLP logs
+service only to the agent's identity (an application container shares its pod's identity with
+its proxy, so no workload may write audit records), the traces service to the mesh's proxies.
 
 Credentials never appear in the collector ConfigMap or the chart values: the config refers to
 environment variables (`${env:AIMESH_SINK_<NAME>_TOKEN}`) that come from one Kubernetes Secret
@@ -32,6 +34,43 @@ AUDIT_VOLUME = "audit-log"
 AUDIT_DIR = "/var/log/aimesh"
 HEALTH_PORT = 13133
 METRICS_PORT = 8888
+# The audit agent's identity (builders/audit_agent.py): the only writer of audit records.
+AUDIT_AGENT_SERVICE_ACCOUNT = "aimesh-audit-agent"
+# The OTLP/gRPC services (HTTP/2 paths, which Istio authorization matches).
+LOGS_SERVICE = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+TRACES_SERVICE = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+# The chart's port entries (each would otherwise listen, and bind a host port in daemonset mode).
+CHART_PORTS = (
+    "otlp",
+    "otlp-http",
+    "jaeger-compact",
+    "jaeger-thrift",
+    "jaeger-grpc",
+    "zipkin",
+    "metrics",
+)
+# A collector's own safeguards and telemetry, the same for this collector and the agent.
+MEMORY_LIMITER = {"check_interval": "5s", "limit_percentage": 80, "spike_limit_percentage": 25}
+
+
+def health_extension() -> dict[str, Any]:
+    return {"health_check": {"endpoint": f"${{env:MY_POD_IP}}:{HEALTH_PORT}"}}
+
+
+def own_metrics() -> dict[str, Any]:
+    """The collector's own metrics, on loopback: pilot-agent scrapes them from inside the pod
+    and merges them into :15020."""
+    exporter = {"prometheus": {"host": "localhost", "port": METRICS_PORT}}
+    return {"metrics": {"readers": [{"pull": {"exporter": exporter}}]}}
+
+
+def metrics_annotations() -> dict[str, str]:
+    """Pod annotations that make Istio merge the collector's metrics into :15020."""
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(METRICS_PORT),
+        "prometheus.io/path": "/metrics",
+    }
 
 
 def env_var(sink: SiemSink) -> str:
@@ -125,14 +164,7 @@ def collector_config(settings: Settings) -> dict[str, Any]:
     # verbosity logs counts only (never the records' content).
     if not (log_sinks or syslog_sinks) or not trace_sinks:
         exporters["debug"] = {"verbosity": "basic"}
-    processors: dict[str, Any] = {
-        "memory_limiter": {
-            "check_interval": "5s",
-            "limit_percentage": 80,
-            "spike_limit_percentage": 25,
-        },
-        "batch": {},
-    }
+    processors: dict[str, Any] = {"memory_limiter": dict(MEMORY_LIMITER), "batch": {}}
     common = ["memory_limiter", "batch"]
     pipelines: dict[str, Any] = {}
     if log_sinks or not syslog_sinks:
@@ -162,25 +194,11 @@ def collector_config(settings: Settings) -> dict[str, Any]:
         },
         "processors": processors,
         "exporters": exporters,
-        "extensions": {"health_check": {"endpoint": f"${{env:MY_POD_IP}}:{HEALTH_PORT}"}},
+        "extensions": health_extension(),
         "service": {
             "extensions": ["health_check"],
             "pipelines": pipelines,
-            "telemetry": {
-                "metrics": {
-                    "readers": [
-                        {
-                            "pull": {
-                                "exporter": {
-                                    # Loopback only: pilot-agent scrapes it from inside
-                                    # the pod and merges it into :15020.
-                                    "prometheus": {"host": "localhost", "port": METRICS_PORT}
-                                }
-                            }
-                        }
-                    ]
-                }
-            },
+            "telemetry": own_metrics(),
         },
     }
 
@@ -215,7 +233,6 @@ def helm_values(settings: Settings) -> dict[str, Any]:
         for s in settings.siem_sinks
         if s.token is not None
     ]
-    closed = {"enabled": False}
     return {
         "mode": "deployment",
         "fullnameOverride": COLLECTOR_NAME,
@@ -236,12 +253,9 @@ def helm_values(settings: Settings) -> dict[str, Any]:
         # the operator's webhook jobs stay out), this pod asks for its sidecar.
         "podLabels": {**COLLECTOR_LABELS, "sidecar.istio.io/inject": "true"},
         # Istio merges these app metrics into the sidecar's :15020 endpoint Prometheus scrapes.
-        "podAnnotations": {
-            "prometheus.io/scrape": "true",
-            "prometheus.io/port": str(METRICS_PORT),
-            "prometheus.io/path": "/metrics",
-        },
+        "podAnnotations": metrics_annotations(),
         "ports": {
+            **{name: {"enabled": False} for name in CHART_PORTS},
             "otlp": {
                 "enabled": True,
                 "containerPort": OTLP_GRPC_PORT,
@@ -249,12 +263,6 @@ def helm_values(settings: Settings) -> dict[str, Any]:
                 "protocol": "TCP",
                 "appProtocol": "grpc",
             },
-            "otlp-http": closed,
-            "jaeger-compact": closed,
-            "jaeger-thrift": closed,
-            "jaeger-grpc": closed,
-            "zipkin": closed,
-            "metrics": closed,
         },
         "extraEnvs": env,
         "extraVolumes": [{"name": AUDIT_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}],
@@ -276,9 +284,9 @@ def helm_values(settings: Settings) -> dict[str, Any]:
     }
 
 
-def telemetry_source_principals(settings: Settings) -> list[str]:
-    """Every proxy that writes access logs/spans to the collector: the ingress gateway, the
-    models' workloads (any service account of a model namespace: KServe names them) and each
+def trace_source_principals(settings: Settings) -> list[str]:
+    """Every proxy that sends spans to the collector: the ingress gateway, the models'
+    workloads (any service account of a model namespace: KServe names them) and each
     configured caller's exact service account."""
     td = settings.trust_domain
     found = {principal(td, INGRESS_NAMESPACE, GATEWAY_SERVICE_ACCOUNT)}
@@ -292,9 +300,16 @@ def telemetry_source_principals(settings: Settings) -> list[str]:
     return sorted(found)
 
 
+def audit_writer_principal(settings: Settings) -> str:
+    """The audit agent's identity: the one principal that may send log records."""
+    return principal(settings.trust_domain, OBSERVABILITY_NAMESPACE, AUDIT_AGENT_SERVICE_ACCOUNT)
+
+
 def allow_telemetry_policy(settings: Settings) -> dict[str, Any]:
-    """ALLOW the mesh's proxies to reach the collector's OTLP port, nothing else: under the
-    mesh-wide deny-all, everything not named here is refused."""
+    """ALLOW, on the collector's OTLP port, the audit agent to use the logs service and the
+    mesh's proxies the traces service, nothing else: under the mesh-wide deny-all, a workload
+    that pushes log records (an application container holds its proxy's identity) is refused."""
+    port = [str(OTLP_GRPC_PORT)]
     return {
         "apiVersion": "security.istio.io/v1",
         "kind": "AuthorizationPolicy",
@@ -304,9 +319,13 @@ def allow_telemetry_policy(settings: Settings) -> dict[str, Any]:
             "action": "ALLOW",
             "rules": [
                 {
-                    "from": [{"source": {"principals": telemetry_source_principals(settings)}}],
-                    "to": [{"operation": {"ports": [str(OTLP_GRPC_PORT)]}}],
-                }
+                    "from": [{"source": {"principals": [audit_writer_principal(settings)]}}],
+                    "to": [{"operation": {"ports": port, "paths": [LOGS_SERVICE]}}],
+                },
+                {
+                    "from": [{"source": {"principals": trace_source_principals(settings)}}],
+                    "to": [{"operation": {"ports": port, "paths": [TRACES_SERVICE]}}],
+                },
             ],
         },
     }

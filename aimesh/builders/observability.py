@@ -2,25 +2,36 @@
 
 The namespace is deliberately NOT labelled for sidecar injection (neither enabled nor disabled):
 pods join the mesh one by one with the `sidecar.istio.io/inject: "true"` pod label. Only the
-OpenTelemetry collector does (audit records reach it under mTLS, and only the proxies its
-AuthorizationPolicy names may write to it). Prometheus, Alertmanager, Grafana, the operator and
-its admission-webhook Jobs stay out: a Job with a sidecar never completes, and Prometheus
-scrapes the sidecars' plaintext merged-metrics port (15020), which mTLS does not cover.
+OpenTelemetry collector and the audit agents do (audit records reach the collector under mTLS,
+and only the agents' identity may send it records). Prometheus, Alertmanager, Grafana, the
+operator and its admission-webhook Jobs stay out: a Job with a sidecar never completes, and
+Prometheus scrapes the sidecars' plaintext merged-metrics port (15020), which mTLS does not
+cover.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aimesh.builders import alerts, collector, dashboard, intent, mesh_ca, monitoring, telemetry
+from aimesh.builders import (
+    alerts,
+    audit_agent,
+    collector,
+    dashboard,
+    intent,
+    mesh_ca,
+    monitoring,
+    telemetry,
+)
 from aimesh.builders.common import metadata
 from aimesh.namespaces import OBSERVABILITY_NAMESPACE
 from aimesh.settings import Settings, TelemetryOverride
 
-# Pod Security Admission. `enforce: privileged` because (1) the collector's injected istio-init
-# container needs NET_ADMIN/NET_RAW to set up traffic capture (no Istio CNI in aimesh) and (2)
-# the node exporter (clusterMonitoring) needs host namespaces. `warn`/`audit` stay `restricted`
-# so anything else that is not fully restricted is reported.
+# Pod Security Admission. `enforce: privileged` because (1) the collector's and the audit
+# agents' injected istio-init containers need NET_ADMIN/NET_RAW to set up traffic capture where
+# Istio runs without its CNI, (2) the node exporter (clusterMonitoring) needs host namespaces and
+# (3) the audit agent reads the node's pod logs (host paths, builders/audit_agent.py).
+# `warn`/`audit` stay `restricted` so anything else that is not fully restricted is reported.
 POD_SECURITY = {
     "pod-security.kubernetes.io/enforce": "privileged",
     "pod-security.kubernetes.io/warn": "restricted",
@@ -45,6 +56,9 @@ def mesh_resources(settings: Settings) -> dict[str, dict[str, Any]]:
         # The telemetry the audit trail and the alerts depend on, as data the pack reads.
         "intent": intent.mesh_intent(settings),
         "telemetry-collector": telemetry.collector_loop_guard(collector.COLLECTOR_LABELS),
+        "telemetry-audit-agent": telemetry.collector_loop_guard(
+            audit_agent.AGENT_LABELS, "audit-agent-no-self-logging"
+        ),
         "collector-allow": collector.allow_telemetry_policy(settings),
     }
     for entry in collector.sink_service_entries(settings):

@@ -1,8 +1,12 @@
 """Istio telemetry: the audit access log, metrics and tracing (pure builders).
 
 Every Envoy in the mesh (sidecars and the ingress gateway) writes one JSON access-log record per
-request with the caller's identities, to stdout (`kubectl logs`, any node log agent) and over
-OTLP to the aimesh OpenTelemetry collector, which forwards the records to the SIEM sinks.
+request with the caller's identities, to its own stdout, and nowhere else: the node-level audit
+agent (builders/audit_agent.py) reads only the `istio-proxy` containers' log files, which the
+kubelet names after the container, so an application container cannot write a record that looks
+like its proxy's. A network access-log service (Envoy's OTLP/gRPC ALS) would accept records from
+anything holding the pod's identity, the application included, so none is used for the audit
+trail. Sampled traces still go to the collector over OTLP (diagnostics, not audit).
 
 The providers live in the istiod mesh config (`meshConfig.extensionProviders`), which the Istio
 component renders: `mesh_config()` returns the fragment it merges in. The Telemetry resources
@@ -22,7 +26,6 @@ TELEMETRY_API = "telemetry.istio.io/v1"
 # Extension provider names (meshConfig.extensionProviders[].name).
 PROMETHEUS_PROVIDER = "prometheus"
 STDOUT_LOG_PROVIDER = "aimesh-audit-stdout"
-OTEL_LOG_PROVIDER = "aimesh-audit-otel"
 TRACING_PROVIDER = "aimesh-tracing"
 
 # The collector Service the proxies send to (the chart names it <release>-opentelemetry-collector
@@ -93,8 +96,8 @@ ACCESS_LOG_FIELDS: dict[str, str] = {
 
 
 def extension_providers(settings: Settings) -> list[dict[str, Any]]:
-    """meshConfig.extensionProviders: Prometheus metrics, the JSON audit log to stdout and to
-    the collector (OTLP), and OpenTelemetry tracing to the collector.
+    """meshConfig.extensionProviders: Prometheus metrics, the JSON audit log to the proxy's
+    stdout, and OpenTelemetry tracing to the collector.
 
     The list REPLACES Istio's default providers when set, so `prometheus` is repeated here."""
     del settings  # same providers for every stack; the Telemetry resources select and tune them
@@ -104,15 +107,6 @@ def extension_providers(settings: Settings) -> list[dict[str, Any]]:
         {
             "name": STDOUT_LOG_PROVIDER,
             "envoyFileAccessLog": {"path": "/dev/stdout", "logFormat": {"labels": labels}},
-        },
-        {
-            "name": OTEL_LOG_PROVIDER,
-            "envoyOtelAls": {
-                "service": COLLECTOR_HOST,
-                "port": OTLP_GRPC_PORT,
-                "logName": "aimesh-audit",
-                "logFormat": {"labels": labels},
-            },
         },
         {
             "name": TRACING_PROVIDER,
@@ -140,7 +134,7 @@ def mesh_config(settings: Settings) -> dict[str, Any]:
         # names its providers explicitly as well).
         "defaultProviders": {
             "metrics": [PROMETHEUS_PROVIDER],
-            "accessLogging": [STDOUT_LOG_PROVIDER, OTEL_LOG_PROVIDER],
+            "accessLogging": [STDOUT_LOG_PROVIDER],
             "tracing": [TRACING_PROVIDER],
         },
         "defaultConfig": {
@@ -164,7 +158,7 @@ def mesh_telemetry(settings: Settings) -> dict[str, Any]:
         "spec": {
             "accessLogging": [
                 {
-                    "providers": [{"name": STDOUT_LOG_PROVIDER}, {"name": OTEL_LOG_PROVIDER}],
+                    "providers": [{"name": STDOUT_LOG_PROVIDER}],
                     "match": {"mode": "CLIENT_AND_SERVER"},
                 }
             ],
@@ -186,7 +180,7 @@ def namespace_telemetry(override: TelemetryOverride, setting: str = "") -> dict[
     if override.access_log_filter:
         spec["accessLogging"] = [
             {
-                "providers": [{"name": STDOUT_LOG_PROVIDER}, {"name": OTEL_LOG_PROVIDER}],
+                "providers": [{"name": STDOUT_LOG_PROVIDER}],
                 "filter": {"expression": override.access_log_filter},
             }
         ]
@@ -208,13 +202,15 @@ def namespace_telemetry(override: TelemetryOverride, setting: str = "") -> dict[
     )
 
 
-def collector_loop_guard(collector_labels: dict[str, str]) -> dict[str, Any]:
-    """The collector's own sidecar logs nothing: its inbound requests ARE the access-log
-    stream, and logging them would feed the collector its own traffic forever."""
+def collector_loop_guard(
+    collector_labels: dict[str, str], name: str = "collector-no-self-logging"
+) -> dict[str, Any]:
+    """The audit pipeline's own sidecars (the collector's, the audit agent's) log nothing:
+    their requests ARE the access-log stream, and logging them would feed it to itself."""
     return {
         "apiVersion": TELEMETRY_API,
         "kind": "Telemetry",
-        "metadata": metadata("collector-no-self-logging", OBSERVABILITY_NAMESPACE),
+        "metadata": metadata(name, OBSERVABILITY_NAMESPACE),
         "spec": {
             "selector": {"matchLabels": dict(collector_labels)},
             "accessLogging": [{"disabled": True}],

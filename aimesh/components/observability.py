@@ -8,6 +8,8 @@ alerts.py, dashboard.py; docs/observability.md explains the choices):
   collector, Prometheus metrics, sampled traces) and the collector's loop guard;
 - the OpenTelemetry collector (Helm v4 Chart: plain objects CrossGuard can see), its SIEM
   credentials Secret (from Pulumi secrets), its ALLOW policy and egress ServiceEntries;
+- the audit agents (the same chart as a DaemonSet): every node's proxy access logs, read from
+  the proxies' own log files, forwarded to the collector (builders/audit_agent.py);
 - kube-prometheus-stack (Helm v3 Release: CRDs and admission-webhook Jobs as Helm hooks),
   the Pod/ServiceMonitors, the PrometheusRule, Alertmanager receivers and a Grafana dashboard.
 
@@ -24,7 +26,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from aimesh import versions
-from aimesh.builders import bring_your_own, collector, monitoring, observability, telemetry
+from aimesh.builders import (
+    audit_agent,
+    bring_your_own,
+    collector,
+    monitoring,
+    observability,
+    telemetry,
+)
 from aimesh.builders.common import metadata
 from aimesh.components.charts import ChartSpec, existing_crds, install
 from aimesh.components.manifests import child_options, register, upstream
@@ -34,7 +43,8 @@ from aimesh.settings import Settings
 
 def chart_specs(settings: Settings) -> dict[str, ChartSpec]:
     """kube-prometheus-stack needs Helm's install (CRDs in crds/, admission-webhook cert Jobs as
-    pre/post-install hooks): a v3 Release. The collector is plain objects: a v4 Chart."""
+    pre/post-install hooks): a v3 Release. The collector and the audit agents (the same chart in
+    daemonset mode) are plain objects: v4 Charts."""
     return {
         "monitoring": ChartSpec(
             release=monitoring.RELEASE,
@@ -52,6 +62,14 @@ def chart_specs(settings: Settings) -> dict[str, ChartSpec]:
             repo=versions.OTEL_COLLECTOR_REPO,
             namespace=OBSERVABILITY_NAMESPACE,
             values=collector.helm_values(settings),
+        ),
+        "audit-agent": ChartSpec(
+            release=audit_agent.AGENT_NAME,
+            chart="opentelemetry-collector",
+            version=versions.OTEL_COLLECTOR_CHART,
+            repo=versions.OTEL_COLLECTOR_REPO,
+            namespace=OBSERVABILITY_NAMESPACE,
+            values=audit_agent.helm_values(settings),
         ),
     }
 
@@ -116,6 +134,12 @@ class Observability(pulumi.ComponentResource):
                 )
             ]
         )
+        self.audit_agent = install(
+            f"{name}-audit-agent",
+            specs["audit-agent"],
+            settings=settings,
+            opts=child(self.namespace),
+        )
         # Istio objects wait for Istio (CRDs, istiod's validating webhook) and the namespace.
         self.mesh_objects = {
             suffix: register(f"{name}-{suffix}", manifest, child(self.namespace))
@@ -139,6 +163,7 @@ class Observability(pulumi.ComponentResource):
             self.namespace,
             *self.monitoring,
             *self.collector,
+            self.audit_agent,
             *self.mesh_objects.values(),
             *self.monitoring_objects.values(),
         ]

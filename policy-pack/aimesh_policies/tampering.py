@@ -6,12 +6,15 @@ front of them that rewrites what they judge, or rewrite a listener's TLS. aimesh
 (per-model local rate limit and the Lua response-masking filter, inserted before the router on
 SIDECAR_INBOUND, i.e. after every security filter) must keep passing.
 
-Access logs are the audit trail: a Telemetry that disables them mesh- or namespace-wide erases it.
+Access logs are the audit trail: a Telemetry that disables them mesh- or namespace-wide erases it,
+and one that sends them only to a network access-log service makes them forgeable (anything that
+holds a proxy's identity, its application container included, can push records there); only the
+proxy's own stdout is bound to the proxy (the kubelet names each container's log file).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from aimesh_policies.accessors import UNKNOWN, as_bool, as_list, as_map, as_str, get, str_list
@@ -26,7 +29,7 @@ from aimesh_policies.framework import (
     unknown_finding,
 )
 from aimesh_policies.guards import unknown_at
-from aimesh_policies.k8s_object import K8sObject
+from aimesh_policies.k8s_object import MESH_CONFIG, K8sObject
 from aimesh_policies.meshlib import NETWORKING, namespace_of
 
 ENVOY_FILTER: Final = (NETWORKING, "EnvoyFilter")
@@ -458,6 +461,75 @@ def _fix_access_logs(obj: K8sObject) -> Mapping[str, Any] | None:
     return manifest if changed else None
 
 
+# Istio's built-in access-log provider (`envoy`) writes to /dev/stdout.
+BUILTIN_STDOUT_PROVIDER: Final = "envoy"
+STDOUT: Final = "/dev/stdout"
+
+
+def _stdout_providers(meshes: Sequence[K8sObject]) -> set[str] | None:
+    """Names of the access-log providers that write to the proxy's stdout, from the mesh
+    configs of the stack; None when one of them is unknown (not known yet)."""
+    found = {BUILTIN_STDOUT_PROVIDER}
+    for mesh in meshes:
+        providers = mesh.body.get("extensionProviders")
+        if providers is UNKNOWN:
+            return None
+        for provider in as_list(providers):
+            item = as_map(provider)
+            file_log = as_map(item.get("envoyFileAccessLog"))
+            name = item.get("name")
+            if name is UNKNOWN or file_log.get("path") is UNKNOWN:
+                return None
+            if as_str(file_log.get("path")) == STDOUT and as_str(name):
+                found.add(str(name))
+    return found
+
+
+def _channel_finding(obj: K8sObject, path: str, names: list[str]) -> Finding:
+    return finding(
+        obj,
+        path,
+        f"access logs go only to {', '.join(names)}, none of which writes to the proxy's "
+        "stdout: a network access-log service takes records from anything holding the proxy's "
+        "identity (its application container included), so the audit trail can be forged",
+        "keep a provider that writes to /dev/stdout (envoyFileAccessLog, or Istio's built-in "
+        "`envoy`) in the list, and collect the proxies' log files on the nodes",
+    )
+
+
+def _audit_channel(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
+    meshes = [o for o in objs if o.group_kind == MESH_CONFIG and not o.whole_unknown]
+    if not meshes:
+        return  # the mesh is configured elsewhere: its providers cannot be known here
+    stdout = _stdout_providers(meshes)
+    for mesh in meshes:
+        defaults = as_map(mesh.body.get("defaultProviders")).get("accessLogging")
+        if stdout is None or defaults is UNKNOWN:
+            yield unknown_finding(mesh, "defaultProviders.accessLogging")
+            continue
+        names = str_list(defaults)
+        if names and not set(names) & stdout:
+            yield _channel_finding(mesh, "defaultProviders.accessLogging", names)
+    for obj in objs:
+        if obj.group_kind != TELEMETRY or _telemetry_scope(obj, ctx) is None:
+            continue
+        for i, item in enumerate(as_list(obj.spec.get("accessLogging"))):
+            entry = as_map(item)
+            if as_bool(entry.get("disabled")) is True:
+                continue  # istio-telemetry-forbid-disabling-access-logs
+            providers = entry.get("providers")
+            at = f"spec.accessLogging[{i}].providers"
+            raw = [
+                as_map(p).get("name") if p is not UNKNOWN else UNKNOWN for p in as_list(providers)
+            ]
+            if stdout is None or item is UNKNOWN or providers is UNKNOWN or UNKNOWN in raw:
+                yield unknown_finding(obj, at)
+                continue
+            names = [n for n in (as_str(r) for r in raw) if n]
+            if names and not set(names) & stdout:
+                yield _channel_finding(obj, at, names)
+
+
 POLICIES: Final = (
     Policy(
         name="istio-envoyfilter-forbid-security-filter-tampering",
@@ -516,6 +588,25 @@ POLICIES: Final = (
         check=_access_logs_off,
         kinds=frozenset({TELEMETRY}),
         fix=_fix_access_logs,
+    ),
+    Policy(
+        name="istio-telemetry-require-stdout-access-log",
+        description="Mesh- and namespace-wide access logging must include a provider that writes "
+        "to the proxy's stdout, the one channel an application container cannot write to.",
+        severity=Severity.HIGH,
+        level=Level.MANDATORY,
+        remediation="Keep an envoyFileAccessLog provider with path /dev/stdout (or Istio's "
+        "built-in `envoy`) among the providers of the mesh's default and of every mesh- or "
+        "namespace-wide Telemetry, and collect the `istio-proxy` containers' log files on the "
+        "nodes; network access-log services (envoyOtelAls, envoyHttpAls, envoyTcpAls) may be "
+        "added, not substituted.",
+        catches="A mesh config (istiod values, the `istio` ConfigMap, an IstioOperator) whose "
+        "defaultProviders.accessLogging names no stdout provider, and a telemetry.istio.io "
+        "Telemetry without selector/targetRef(s) whose accessLogging providers are all network "
+        "services. Judged when the stack carries the mesh config (provider names are defined "
+        "there).",
+        check_stack=_audit_channel,
+        kinds=frozenset({TELEMETRY, MESH_CONFIG}),
     ),
 )
 

@@ -69,6 +69,9 @@ def test_charts_use_the_install_method_their_content_needs(full: offline.Evaluat
     assert chart.type == "kubernetes:helm.sh/v4:Chart"  # plain objects, visible to CrossGuard
     assert chart.inputs["version"] == "0.170.0"
     assert chart.inputs["values"]["mode"] == "deployment"
+    agent = _named(full, "aimesh-audit-agent")
+    assert agent.type == "kubernetes:helm.sh/v4:Chart"
+    assert agent.inputs["values"]["mode"] == "daemonset"
 
 
 def test_render_mode_renders_both_charts(tmp_path: Any) -> None:

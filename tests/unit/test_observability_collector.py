@@ -172,13 +172,37 @@ def test_plaintext_sinks_are_refused_in_production() -> None:
         parse({"environment": "production", "siemSinks": [sink]})
 
 
-def test_only_mesh_proxies_may_write_to_the_collector() -> None:
+def test_only_the_audit_agent_may_write_logs_and_proxies_only_traces() -> None:
     policy = collector.allow_telemetry_policy(_settings())
     assert policy["spec"]["action"] == "ALLOW"
     assert policy["spec"]["selector"]["matchLabels"] == collector.COLLECTOR_LABELS
-    (rule,) = policy["spec"]["rules"]
-    assert rule["to"] == [{"operation": {"ports": ["4317"]}}]
-    principals = rule["from"][0]["source"]["principals"]
+    logs, traces = policy["spec"]["rules"]
+    assert logs == {
+        "from": [
+            {
+                "source": {
+                    "principals": ["cluster.local/ns/aimesh-observability/sa/aimesh-audit-agent"]
+                }
+            }
+        ],
+        "to": [
+            {
+                "operation": {
+                    "ports": ["4317"],
+                    "paths": ["/opentelemetry.proto.collector.logs.v1.LogsService/Export"],
+                }
+            }
+        ],
+    }
+    assert traces["to"] == [
+        {
+            "operation": {
+                "ports": ["4317"],
+                "paths": ["/opentelemetry.proto.collector.trace.v1.TraceService/Export"],
+            }
+        }
+    ]
+    principals = traces["from"][0]["source"]["principals"]
     assert principals == [
         "cluster.local/ns/iris/sa/*",
         "cluster.local/ns/istio-ingress/sa/aimesh-ingressgateway",

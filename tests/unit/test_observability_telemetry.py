@@ -37,15 +37,17 @@ def test_access_log_carries_who_what_and_result() -> None:
         assert re.fullmatch(r"%[A-Z_]+(\([^)]*\))?%", value), value
 
 
-def test_access_log_is_json_to_stdout_and_otlp_to_the_collector() -> None:
+def test_access_log_goes_to_the_proxys_stdout_and_over_no_network_service() -> None:
     providers = _providers()
     stdout = providers[telemetry.STDOUT_LOG_PROVIDER]["envoyFileAccessLog"]
     assert stdout["path"] == "/dev/stdout"
     assert stdout["logFormat"] == {"labels": telemetry.ACCESS_LOG_FIELDS}
-    otel = providers[telemetry.OTEL_LOG_PROVIDER]["envoyOtelAls"]
-    assert otel["service"] == "aimesh-otel-collector.aimesh-observability.svc.cluster.local"
-    assert otel["port"] == 4317
-    assert otel["logFormat"]["labels"] == telemetry.ACCESS_LOG_FIELDS
+    # No access-log service: anything holding a proxy's identity (its application container
+    # too) could push records into one. Only tracing talks to the collector.
+    kinds = {key for p in providers.values() for key in p if key != "name"}
+    assert kinds == {"envoyFileAccessLog", "prometheus", "opentelemetry"}
+    fragment = telemetry.mesh_config(parse({}))
+    assert fragment["defaultProviders"]["accessLogging"] == [telemetry.STDOUT_LOG_PROVIDER]
 
 
 def test_prometheus_provider_is_kept_when_the_default_list_is_replaced() -> None:
@@ -73,10 +75,7 @@ def test_mesh_telemetry_logs_both_directions_with_configured_sampling() -> None:
     assert "selector" not in resource["spec"]  # mesh-wide: the root namespace, no selector
     logging = resource["spec"]["accessLogging"][0]
     assert logging["match"]["mode"] == "CLIENT_AND_SERVER"
-    assert {p["name"] for p in logging["providers"]} == {
-        telemetry.STDOUT_LOG_PROVIDER,
-        telemetry.OTEL_LOG_PROVIDER,
-    }
+    assert logging["providers"] == [{"name": telemetry.STDOUT_LOG_PROVIDER}]
     assert resource["spec"]["tracing"][0]["randomSamplingPercentage"] == 2.5
     assert resource["spec"]["metrics"][0]["providers"] == [{"name": "prometheus"}]
 
@@ -102,7 +101,9 @@ def test_namespace_override_sets_only_what_it_overrides() -> None:
     assert iris["spec"]["tracing"][0]["randomSamplingPercentage"] == 50
     # A namespace override replaces the whole field: the providers are repeated.
     assert churn["spec"]["accessLogging"][0]["filter"] == {"expression": "response.code >= 400"}
-    assert len(churn["spec"]["accessLogging"][0]["providers"]) == 2
+    assert churn["spec"]["accessLogging"][0]["providers"] == [
+        {"name": telemetry.STDOUT_LOG_PROVIDER}
+    ]
 
 
 @pytest.mark.parametrize("expression", ["false", " false ", ""])
