@@ -84,8 +84,9 @@ def test_benchmark_objects_match_the_upstream_schemas() -> None:
 
 def test_every_bad_case_is_one_object_named_by_category() -> None:
     categories = {p.name.split("--")[0] for p in BAD}
-    # One bad case per concern module of the pack at least.
-    assert categories == set(CONCERNS)
+    # One bad case per concern module of the pack at least; `visibility` judges Helm v3
+    # Release resources, which no manifest can be (tests/policy/test_release_visibility.py).
+    assert categories == set(CONCERNS) - {"visibility"}
     for path in BAD:
         assert len(_docs(path)) == 1, path.name
 

@@ -34,6 +34,7 @@ CONCERN_TITLES = {
     "decoding": "Envoy and mesh configuration that does not decode",
     "pki": "Mesh PKI (who signs workload certificates)",
     "auditmode": "Audit mode (gradual rollout)",
+    "visibility": "Visibility (Helm releases)",
 }
 
 

@@ -9,6 +9,14 @@ The rule (docs/platform.md has the per-chart table and the reasons):
   over on every update).
 - Always v4 in render mode: a Release installs into a live cluster and cannot render to a
   directory. Hooks are then kept in the output so the GitOps tool that applies it runs them.
+
+A Release shows CrossGuard only its values, never the objects it deploys. So every Release is
+mirrored: the same chart, version and values as a v4 Chart on a provider that only renders
+(`renderYamlToDirectory`, `<renderDir>/releases/<release>`; hooks included). Its children are
+rendered during `pulumi preview` like any v4 Chart's, so the policy pack judges each object the
+Release will install, in preview, and its `helm-release-require-rendered-output` stack rule
+refuses a Release without such a mirror. Nothing of the mirror touches the cluster; `pulumi up`
+writes the rendered YAML there (a reviewable copy of what Helm installed).
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from aimesh.builders.charts import locate
 from aimesh.settings import Settings
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+# A Release's mirror (its render-only provider and v4 Chart) is named after it with this suffix.
+MIRROR_SUFFIX = "-rendered"
 CHART_TYPE = "kubernetes:helm.sh/v4:Chart"
 # Helm's own default is 5 minutes; image pulls on a fresh kind node can take longer.
 RELEASE_TIMEOUT_SECONDS = 600
@@ -53,15 +63,22 @@ def method(spec: ChartSpec, *, render: bool) -> Literal["release", "chart"]:
     return "release" if spec.hooks or spec.mutated_at_runtime else "chart"
 
 
+def mirror_directory(settings: Settings, spec: ChartSpec) -> str:
+    """Where a Release's mirror writes the chart's rendered objects."""
+    return f"{settings.render_dir.rstrip('/')}/releases/{spec.release}"
+
+
 def install(
     resource_name: str, spec: ChartSpec, *, settings: Settings, opts: pulumi.ResourceOptions
 ) -> pulumi.Resource:
-    """Register `spec` as a v3 Release or a v4 Chart (see `method`), from the stack's chart
-    source (`aimesh:chartSource`: upstream, a local directory or a mirror; same version)."""
+    """Register `spec` as a v3 Release (with its render-only mirror) or a v4 Chart (see
+    `method`), from the stack's chart source (`aimesh:chartSource`: upstream, a local directory
+    or a mirror; same version)."""
     render = settings.cluster_mode == "render"
     where = locate(settings, spec.chart, spec.version, spec.repo)
+    repo = k8s.helm.v4.RepositoryOptsArgs(repo=where.repo) if where.repo else None
     if method(spec, render=render) == "release":
-        return k8s.helm.v3.Release(
+        release = k8s.helm.v3.Release(
             resource_name,
             k8s.helm.v3.ReleaseArgs(
                 name=spec.release,
@@ -83,13 +100,34 @@ def install(
             ),
             opts=opts,
         )
+        # The mirror: a provider that only renders, and the same chart on it. Parented like
+        # the Release (same component), waiting for nothing: it never reaches the cluster.
+        renderer = k8s.Provider(
+            f"{resource_name}{MIRROR_SUFFIX}",
+            render_yaml_to_directory=mirror_directory(settings, spec),
+            opts=pulumi.ResourceOptions(parent=opts.parent),
+        )
+        k8s.helm.v4.Chart(
+            f"{resource_name}{MIRROR_SUFFIX}",
+            name=spec.release,
+            chart=where.chart,
+            version=spec.version,
+            namespace=spec.namespace,
+            repository_opts=repo,
+            values=spec.values,
+            skip_crds=spec.skip_crds,
+            # What the Release runs as hooks is judged too.
+            include_hooks=True,
+            opts=pulumi.ResourceOptions(parent=opts.parent, provider=renderer),
+        )
+        return release
     return k8s.helm.v4.Chart(
         resource_name,
         name=spec.release,
         chart=where.chart,
         version=spec.version,
         namespace=spec.namespace,
-        repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=where.repo) if where.repo else None,
+        repository_opts=repo,
         values=spec.values,
         skip_crds=spec.skip_crds,
         include_hooks=render and spec.hooks,

@@ -47,6 +47,7 @@ CONCERNS: Final = (
     "guardrails",
     "auditmode",
     "effective",
+    "visibility",
 )
 
 

@@ -334,6 +334,20 @@ def _from_helm(resource_type: str, body: Mapping[str, Any], urn: str, name: str)
     values_body: Mapping[str, Any] = {
         "chart": chart,
         "values": values if values is UNKNOWN else as_map(values),
+        # What decides the rendered output besides the values (visibility.py compares a
+        # Release with the v4 Chart that renders it for the pack).
+        "source": {
+            key: body.get(key)
+            for key in (
+                "chart",
+                "version",
+                "repositoryOpts",
+                "skipCrds",
+                "valueYamlFiles",
+                "postrender",
+                "postRenderer",
+            )
+        },
     }
     helm = K8sObject(
         group=HELM_VALUES[0],

@@ -13,6 +13,7 @@ import yaml
 from aimesh import versions
 from aimesh.components import charts
 from aimesh.components import istio as istio_component
+from aimesh.components.charts import MIRROR_SUFFIX
 from tools import offline
 
 # The platform alone, wired the way __main__.py wires it.
@@ -63,7 +64,12 @@ def _one(evaluation: offline.Evaluation, name: str) -> offline.Registered:
 
 
 def _charts(evaluation: offline.Evaluation) -> dict[str, offline.Registered]:
-    return {r.name: r for r in evaluation.resources if r.type in (RELEASE, CHART)}
+    """The charts installed on the cluster (not the Releases' render-only mirrors)."""
+    return {
+        r.name: r
+        for r in evaluation.resources
+        if r.type in (RELEASE, CHART) and not r.name.endswith(MIRROR_SUFFIX)
+    }
 
 
 def _depends_on(evaluation: offline.Evaluation, name: str, *others: str) -> bool:
@@ -144,10 +150,56 @@ def test_every_kubernetes_object_goes_through_the_cluster_provider(
     existing: offline.Evaluation,
 ) -> None:
     provider = _one(existing, "aimesh-k8s")
-    kube = [r for r in existing.resources if r.type.startswith("kubernetes:")]
+    kube = [
+        r
+        for r in existing.resources
+        if r.type.startswith("kubernetes:") and not r.name.endswith(MIRROR_SUFFIX)
+    ]
     assert kube
     for resource in kube:
         assert resource.provider.startswith(provider.urn), resource.name
+
+
+def test_every_release_is_mirrored_for_the_pack_on_a_provider_that_only_renders(
+    existing: offline.Evaluation,
+) -> None:
+    releases = [r for r in existing.resources if r.type == RELEASE]
+    assert {r.name for r in releases} == {
+        "aimesh-cert-manager",
+        "aimesh-istio-base",
+        "aimesh-istiod",
+    }
+    for release in releases:
+        (mirror,) = [
+            r
+            for r in existing.resources
+            if r.type == CHART and r.name == release.name + MIRROR_SUFFIX
+        ]
+        renderer = [
+            r
+            for r in existing.resources
+            if r.type == "pulumi:providers:kubernetes" and r.name == release.name + MIRROR_SUFFIX
+        ]
+        (provider,) = renderer
+        assert mirror.type == CHART
+        assert mirror.provider.startswith(provider.urn)
+        # It never reaches the cluster: the provider only writes YAML.
+        assert provider.inputs["renderYamlToDirectory"] == (
+            f"rendered/releases/{release.inputs['name']}"
+        )
+        assert "kubeconfig" not in provider.inputs
+        # The same chart, version, namespace, values: what the pack judges is what Helm installs.
+        for key in ("name", "chart", "version", "namespace", "values"):
+            assert mirror.inputs[key] == release.inputs[key], (release.name, key)
+        assert mirror.inputs["repositoryOpts"] == release.inputs["repositoryOpts"]
+        assert mirror.inputs["includeHooks"] is True
+        # Parented with the Release, waiting for nothing.
+        assert mirror.parent == release.parent
+        assert mirror.dependencies == []
+
+
+def test_render_mode_has_no_release_to_mirror(render: offline.Evaluation) -> None:
+    assert not [r for r in render.resources if r.name.endswith(MIRROR_SUFFIX)]
 
 
 # ---- How each chart is installed ------------------------------------------------------------
@@ -325,7 +377,11 @@ def test_components_parent_their_children(
     kind: offline.Evaluation, token: str, children: set[str]
 ) -> None:
     (component,) = [r for r in kind.resources if r.type == token]
-    assert {r.name for r in kind.resources if r.parent == component.urn} == children
+    assert {
+        r.name
+        for r in kind.resources
+        if r.parent == component.urn and not r.name.endswith(MIRROR_SUFFIX)
+    } == children
 
 
 def test_namespaces(kind: offline.Evaluation) -> None:

@@ -76,10 +76,13 @@ def test_every_served_version_gives_the_same_verdict(
 
 
 def _helm_paths() -> list[Path]:
+    # helm-release-require-rendered-output is about the difference between the two forms (a
+    # Release needs a v4 Chart that renders it): swapping them changes the verdict by design.
     return [
         p
         for p in fixture_files()
-        if any(
+        if p.parent.name != "helm-release-require-rendered-output"
+        and any(
             isinstance(d.get("__pulumi__"), dict) and d["__pulumi__"].get("type") in HELM_FORMS
             for d in load_fixture(p).documents
         )

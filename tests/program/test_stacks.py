@@ -16,6 +16,7 @@ import yaml
 
 from aimesh import settings
 from aimesh.builders import bring_your_own
+from aimesh.components.charts import MIRROR_SUFFIX
 from aimesh.namespaces import CONTROL_PLANE_NAMESPACES, INGRESS_NAMESPACE
 from tools import offline, schemas
 
@@ -156,7 +157,9 @@ def test_the_dependency_check_can_fail(stack_evaluation: offline.Evaluation) -> 
     (issuer_chart,) = [
         r
         for r in stack_evaluation.resources
-        if r.type in CHART_TYPES and chart_name(r) == "cert-manager"
+        if r.type in CHART_TYPES
+        and chart_name(r) == "cert-manager"
+        and not r.name.endswith(MIRROR_SUFFIX)
     ]
     assert waits_for(stack_evaluation, issuer_chart) == set()
 
@@ -240,7 +243,11 @@ def test_make_up_does_not_preview_charts_on_a_cluster_it_has_not_created(stack: 
     if stack_settings(stack).cluster_mode != "kind" or not charts:
         pytest.skip(f"{stack}: no v4 Chart on a cluster the program creates")
     (kind,) = [r for r in evaluation.resources if r.type == "command:local:Command"]
-    (provider,) = [r for r in evaluation.resources if r.type == "pulumi:providers:kubernetes"]
+    (provider,) = [
+        r
+        for r in evaluation.resources
+        if r.type == "pulumi:providers:kubernetes" and not r.name.endswith(MIRROR_SUFFIX)
+    ]
     assert kind.urn in provider.dependencies  # the kubeconfig comes from the kind command
     _, recipe = make_recipe("up")
     (up,) = [line for line in recipe.splitlines() if "pulumi up" in line]
