@@ -44,8 +44,9 @@ CRDS: dict[str, tuple[str, ...]] = {
         "servicemonitors.monitoring.coreos.com",
         "prometheusrules.monitoring.coreos.com",
     ),
-    # A collector has no CRDs: aimesh's Telemetry sends access logs to the address the mesh
-    # config names; the platform team's collector must serve it (docs/platform.md).
+    # A collector has no CRDs: aimesh's audit agents (still installed) send the proxies' access
+    # logs, and the proxies their spans, to the collector address; the platform team's
+    # collector must serve it (docs/platform.md).
     "collector": (),
 }
 
