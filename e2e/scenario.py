@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e import aimesh_steps as steps
-from e2e import toolchain
+from e2e import runtime_steps, toolchain
 from e2e.audit_steps import audit_drift
 from e2e.cluster import Cluster, smoke
 from e2e.engine import REPO, Engine, project_copy
@@ -120,6 +120,11 @@ def run(report: Report, keep: bool) -> None:
             "bring-your-own", "upstream CRDs of the components no module serves"
         ) as step:
             step.counts = steps.bring_your_own(sc)
+        with report.step(
+            "w-window-reconciler",
+            "the reconciler's shipped code, as its own identity, sets its policy back",
+        ) as step:
+            step.counts = runtime_steps.window_reconciler(cluster)
         with report.step("a-preview", "preview with the pack: 0 mandatory violations") as step:
             step.counts = steps.step_a_preview(sc)
         with report.step("b-up", "up converges; every object checked through the API") as step:

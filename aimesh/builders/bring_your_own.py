@@ -44,9 +44,8 @@ CRDS: dict[str, tuple[str, ...]] = {
         "servicemonitors.monitoring.coreos.com",
         "prometheusrules.monitoring.coreos.com",
     ),
-    # A collector has no CRDs: aimesh's audit agents (still installed) send the proxies' access
-    # logs, and the proxies their spans, to the collector address; the platform team's
-    # collector must serve it (docs/platform.md).
+    # A collector has no CRDs. Bringing it means bringing the telemetry pipeline: the collector
+    # and the node agents that read the proxies' log files (docs/platform.md).
     "collector": (),
 }
 

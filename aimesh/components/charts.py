@@ -11,12 +11,13 @@ The rule (docs/platform.md has the per-chart table and the reasons):
   directory. Hooks are then kept in the output so the GitOps tool that applies it runs them.
 
 A Release shows CrossGuard only its values, never the objects it deploys. So every Release is
-mirrored: the same chart, version and values as a v4 Chart on a provider that only renders
-(`renderYamlToDirectory`, `<renderDir>/releases/<release>`; hooks included). Its children are
-rendered during `pulumi preview` like any v4 Chart's, so the policy pack judges each object the
-Release will install, in preview, and its `helm-release-require-rendered-output` stack rule
-refuses a Release without such a mirror. Nothing of the mirror touches the cluster; `pulumi up`
-writes the rendered YAML there (a reviewable copy of what Helm installed).
+mirrored (except a chart Helm cannot render without a cluster, see `renders_offline`): the same
+chart, version and values as a v4 Chart on a provider that only renders (`renderYamlToDirectory`,
+`<renderDir>/releases/<release>`; hooks included). Its children are rendered during `pulumi
+preview` like any v4 Chart's, so the policy pack judges each object the Release will install, in
+preview, and its `helm-release-require-rendered-output` stack rule refuses a Release without such
+a mirror. Nothing of the mirror touches the cluster; `pulumi up` writes the rendered YAML there (a
+reviewable copy of what Helm installed).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class ChartSpec:
     # A controller rewrites objects of this chart at runtime (e.g. webhook failurePolicy).
     mutated_at_runtime: bool = False
     skip_crds: bool = False
+    # Whether Helm can render the chart without a cluster: a provider that only renders gives
+    # Helm its default capabilities (Kubernetes v1.20.0), which a chart demanding a newer
+    # `kubeVersion` refuses; helm.v4.Chart cannot be given another version in the pinned provider
+    # (pulumi/pulumi-kubernetes#4616). Such a Release gets no mirror (docs/platform.md).
+    renders_offline: bool = True
 
 
 def method(spec: ChartSpec, *, render: bool) -> Literal["release", "chart"]:
@@ -100,8 +106,11 @@ def install(
             ),
             opts=opts,
         )
-        # The mirror: a provider that only renders, and the same chart on it. Parented like
-        # the Release (same component), waiting for nothing: it never reaches the cluster.
+        if not spec.renders_offline:
+            return release
+        # The mirror: a provider that only renders (the provider refuses a kubeconfig next to
+        # renderYamlToDirectory), and the same chart on it. Parented like the Release (same
+        # component), waiting for nothing.
         renderer = k8s.Provider(
             f"{resource_name}{MIRROR_SUFFIX}",
             render_yaml_to_directory=mirror_directory(settings, spec),

@@ -134,11 +134,18 @@ class Observability(pulumi.ComponentResource):
                 )
             ]
         )
-        self.audit_agent = install(
-            f"{name}-audit-agent",
-            specs["audit-agent"],
-            settings=settings,
-            opts=child(self.namespace),
+        # The node agents are part of the collector's pipeline: brought with it (docs/platform.md).
+        self.audit_agent: list[pulumi.Resource] = (
+            []
+            if bring_your_own.brought(settings, "collector")
+            else [
+                install(
+                    f"{name}-audit-agent",
+                    specs["audit-agent"],
+                    settings=settings,
+                    opts=child(self.namespace),
+                )
+            ]
         )
         # Istio objects wait for Istio (CRDs, istiod's validating webhook) and the namespace.
         self.mesh_objects = {
@@ -163,7 +170,7 @@ class Observability(pulumi.ComponentResource):
             self.namespace,
             *self.monitoring,
             *self.collector,
-            self.audit_agent,
+            *self.audit_agent,
             *self.mesh_objects.values(),
             *self.monitoring_objects.values(),
         ]

@@ -138,9 +138,7 @@ def test_bring_your_own_installs_no_chart_and_keeps_every_security_object() -> N
     full = offline.evaluate(_config(), stack="ci")
     byo = offline.evaluate(_config(**{"aimesh:bringYourOwn": everything}), stack="ci")
     charts = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
-    # Only aimesh's own audit agents remain: they are the audit trail's integrity control (the
-    # proxies' own log files, read on every node), not one of the components a cluster brings.
-    assert [r.name for r in byo.resources if r.type in charts] == ["aimesh-audit-agent"]
+    assert [r for r in byo.resources if r.type in charts] == []
 
     def objects(evaluation: offline.Evaluation) -> set[tuple[str, str]]:
         return {
