@@ -94,25 +94,31 @@ def _token(api: Kube, service_account: str) -> str:
     return str(token)
 
 
-def _run_reconciler(
-    cluster: Cluster, configmap: Json, cronjob: Json, token: str, work: Path
-) -> list[Json]:
-    """Lay the ConfigMap out as the pod mounts it and run the pod's command, once."""
+def lay_out_pod(configmap: Json, cronjob: Json, root: Path) -> list[str]:
+    """Write the ConfigMap's files under `root` where the pod mounts them (relative to its
+    working directory) and return the pod's command line for running there, interpreter first
+    (`python3`: the caller substitutes its own)."""
     container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     mount = container["volumeMounts"][0]["mountPath"]
-    root = work / "pod"
     code = root / Path(mount).relative_to(container["workingDir"])
     code.mkdir(parents=True, exist_ok=True)
     for key, text in configmap["data"].items():
         (code / key).write_text(text)
+    return [*container["command"], *(a.replace(mount, str(code)) for a in container["args"])]
+
+
+def _run_reconciler(
+    cluster: Cluster, configmap: Json, cronjob: Json, token: str, work: Path
+) -> list[Json]:
+    """Run the pod's command once, from the files its ConfigMap ships, as its identity."""
+    root = work / "pod"
+    command = lay_out_pod(configmap, cronjob, root)
     token_file = work / "token"
     token_file.write_text(token)
-    args = [a.replace(mount, str(code)) for a in container["args"]]
     done = subprocess.run(
         [
             sys.executable,
-            *container["command"][1:],
-            *args,
+            *command[1:],
             "--once",
             "--no-metrics",
             f"--server={cluster.server}",

@@ -21,6 +21,7 @@ import pytest
 from aimesh.builders import alerts
 from aimesh.builders.secure_model import windows
 from aimesh.runtime import window_reconciler as wr
+from e2e.runtime_steps import lay_out_pod
 from tests.unit.secure_model.support import by_kind, one_model
 
 CLOSED = {"selector": {"matchLabels": {"aimesh.io/model": "m"}}, "action": "ALLOW"}
@@ -394,22 +395,21 @@ def test_the_shipped_configmap_runs_alone_in_a_bare_interpreter(
     objects = secure_model.build(settings, model, GATEWAY)
     (configmap,) = by_kind(objects, "ConfigMap")
     (cronjob,) = by_kind(objects, "CronJob")
-    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    mount = container["volumeMounts"][0]["mountPath"]
+    # Outside the laid-out files there is no aimesh to import (no installed copy to fall back on).
+    elsewhere = subprocess.run(
+        [sys.executable, "-E", "-s", "-c", "import aimesh"], cwd=tmp_path, check=False
+    )
+    assert elsewhere.returncode != 0
     root = tmp_path / "pod"
-    code = root / Path(mount).relative_to(container["workingDir"])
-    code.mkdir(parents=True)
-    for key, text in configmap["data"].items():
-        (code / key).write_text(text)
+    command = lay_out_pod(configmap, cronjob, root)
+    assert command[0] == "python3"
     shipped = json.loads(configmap["data"]["window.json"])
     server = PolicyServer(shipped["closedSpec"])
     try:
-        argv = [a.replace(mount, str(code)) for a in container["args"]]
         done = subprocess.run(
             [
                 sys.executable,
-                *container["command"][1:],
-                *argv,
+                *command[1:],
                 "--once",
                 "--no-metrics",
                 f"--server={server.url}",
