@@ -65,13 +65,24 @@ class Resources:
 
 
 def state_objects(deployment: Json) -> list[tuple[Json, ObjectRef]]:
-    """Every Kubernetes object the stack manages (not charts, providers or reads)."""
+    """Every Kubernetes object the stack manages (not charts, providers or reads), on the
+    cluster: objects on a provider that only renders (a Helm Release's mirror, written as YAML
+    for the policy pack to judge) never reach the API server."""
+    resources = deployment.get("resources", [])
+    render_only = {
+        f"{res.get('urn')}::{res.get('id')}"
+        for res in resources
+        if str(res.get("type", "")).startswith("pulumi:providers:kubernetes")
+        and (res.get("inputs") or {}).get("renderYamlToDirectory")
+    }
     found = []
-    for res in deployment.get("resources", []):
+    for res in resources:
         rtype = str(res.get("type", ""))
         if not rtype.startswith("kubernetes:") or rtype.startswith("pulumi:providers"):
             continue
         if rtype in NOT_OBJECTS or res.get("external") or not res.get("custom"):
+            continue
+        if res.get("provider") in render_only:
             continue
         outputs = res.get("outputs") or {}
         meta = outputs.get("metadata") or {}

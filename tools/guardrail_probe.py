@@ -226,20 +226,25 @@ def cases(config: settings.Settings) -> Iterator[Case]:
 
     policy = next(o for o in objects.windows if o["metadata"]["name"] == row.policy)
 
-    def patch(body: dict[str, Any]) -> Callable[[Any], None]:
+    def patch(
+        body: dict[str, Any] | list[dict[str, Any]],
+        content_type: str = "application/merge-patch+json",
+    ) -> Callable[[Any], None]:
         def run(client: Any) -> None:
             resource = client.resources.get(
                 api_version=policy["apiVersion"], kind="AuthorizationPolicy"
             )
             client.patch(
-                resource,
-                body=body,
-                name=row.policy,
-                namespace=model.ns,
-                content_type="application/merge-patch+json",
+                resource, body=body, name=row.policy, namespace=model.ns, content_type=content_type
             )
 
         return run
+
+    def set_spec(spec: dict[str, Any]) -> Callable[[Any], None]:
+        """What the window reconciler sends: the whole spec replaced, nothing else touched."""
+        return patch(
+            [{"op": "add", "path": "/spec", "value": spec}], "application/json-patch+json"
+        )
 
     def delete(client: Any) -> None:
         resource = client.resources.get(
@@ -251,13 +256,13 @@ def cases(config: settings.Settings) -> Iterator[Case]:
     yield Case(
         "the window controller opens its window",
         controller,
-        patch(windows.open_patch(row)),
+        set_spec(windows.open_spec(model, row)),
         ADMITTED,
     )
     yield Case(
         "the window controller closes its window",
         controller,
-        patch(windows.close_patch()),
+        set_spec(windows.closed_spec(model)),
         ADMITTED,
     )
     yield Case(

@@ -8,9 +8,13 @@ repository or one oci:// registry base holding every chart under its upstream na
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aimesh.settings import ConfigError, Settings
 
@@ -66,3 +70,48 @@ def _in_directory(directory: Path, name: str, version: str) -> Path:
         f"`helm pull <repo>/{name} --version {version} -d {directory}` puts it there "
         "(or list the component under aimesh:bringYourOwn if the cluster already runs it)"
     )
+
+
+# The annotation a Release's mirror stamps on every object it renders: "<namespace>/<release>
+# sha256:<digest of the chart inputs>". The policy pack computes the same digest from the
+# Release's own inputs (policy-pack/aimesh_policies/visibility.py, its own code: the pack never
+# imports the program), so a Release counts as judged only when objects rendered from exactly
+# its chart, version, repository, CRD switch and values are in the stack.
+RENDERED_FROM = "aimesh.io/rendered-from"
+
+
+def _canonical(value: Any) -> Any:
+    """Chart inputs as the engine hands them to the pack: nulls dropped (Helm treats a null as
+    "remove", and the provider drops them from a Release's inputs, list items included) and
+    whole numbers as integers (every number arrives as a float)."""
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value if v is not None]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def rendered_from(
+    *,
+    release: str,
+    namespace: str,
+    where: ChartLocation,
+    version: str,
+    skip_crds: bool,
+    values: Mapping[str, Any],
+) -> str:
+    """The `RENDERED_FROM` stamp of the chart inputs a Release is installed with."""
+    inputs: dict[str, Any] = {
+        "name": release,
+        "namespace": namespace,
+        "chart": where.chart,
+        "version": version,
+        "repo": where.repo,
+        "skipCrds": skip_crds,
+        "values": dict(values),
+        "valueYamlFiles": [],
+    }
+    text = json.dumps(_canonical(inputs), sort_keys=True, separators=(",", ":"))
+    return f"{namespace}/{release} sha256:{hashlib.sha256(text.encode()).hexdigest()}"

@@ -32,8 +32,6 @@ def chart_spec(settings: Settings) -> ChartSpec:
         namespace=CERT_MANAGER_NAMESPACE,
         values=builders.chart_values(settings),
         hooks=True,
-        # Chart.yaml: kubeVersion ">= 1.22.0-0"; rendered without a cluster Helm assumes v1.20.0.
-        renders_offline=False,
     )
 
 

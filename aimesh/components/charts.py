@@ -11,17 +11,24 @@ The rule (docs/platform.md has the per-chart table and the reasons):
   directory. Hooks are then kept in the output so the GitOps tool that applies it runs them.
 
 A Release shows CrossGuard only its values, never the objects it deploys. So every Release is
-mirrored (except a chart Helm cannot render without a cluster, see `renders_offline`): the same
-chart, version and values as a v4 Chart on a provider that only renders (`renderYamlToDirectory`,
-`<renderDir>/releases/<release>`; hooks included). Its children are rendered during `pulumi
-preview` like any v4 Chart's, so the policy pack judges each object the Release will install, in
-preview, and its `helm-release-require-rendered-output` stack rule refuses a Release without such
-a mirror. Nothing of the mirror touches the cluster; `pulumi up` writes the rendered YAML there (a
+mirrored: the same chart, version and values rendered client-side by a Helm v3 `Chart` (`helm
+template` for the Kubernetes version the stack targets, hooks included) on a provider that only
+renders (`renderYamlToDirectory`, `<renderDir>/releases/<release>`). Each rendered object is a
+resource of its own, judged by every policy during `pulumi preview`, and stamped with
+`aimesh.io/rendered-from` (the digest of the chart inputs, `builders.charts.rendered_from`); the
+pack's `helm-release-require-rendered-output` refuses a Release whose inputs no stamped object
+matches. Nothing of the mirror touches the cluster; `pulumi up` writes the rendered YAML there (a
 reviewable copy of what Helm installed).
+
+Why not a v4 Chart for the mirror: the provider renders a v4 Chart without a cluster as
+Kubernetes v1.20.0 (no `kubeVersion` input in pulumi-kubernetes 4.34; pulumi/pulumi-kubernetes
+#4616), which cert-manager's chart refuses, and the engine shows the pack a v4 Chart's inputs as
+empty, so nothing could tie it to its Release.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,13 +36,16 @@ from typing import Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from aimesh.builders.charts import locate
+from aimesh import cluster_version
+from aimesh.builders.charts import RENDERED_FROM, ChartLocation, locate, rendered_from
 from aimesh.settings import Settings
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
-# A Release's mirror (its render-only provider and v4 Chart) is named after it with this suffix.
+# The render-only provider of a Release's mirror is named after the Release with this suffix.
 MIRROR_SUFFIX = "-rendered"
 CHART_TYPE = "kubernetes:helm.sh/v4:Chart"
+# A Helm v3 Chart (`helm template` client-side): what a Release's mirror is.
+TEMPLATE_TYPE = "kubernetes:helm.sh/v3:Chart"
 # Helm's own default is 5 minutes; image pulls on a fresh kind node can take longer.
 RELEASE_TIMEOUT_SECONDS = 600
 
@@ -55,11 +65,6 @@ class ChartSpec:
     # A controller rewrites objects of this chart at runtime (e.g. webhook failurePolicy).
     mutated_at_runtime: bool = False
     skip_crds: bool = False
-    # Whether Helm can render the chart without a cluster: a provider that only renders gives
-    # Helm its default capabilities (Kubernetes v1.20.0), which a chart demanding a newer
-    # `kubeVersion` refuses; helm.v4.Chart cannot be given another version in the pinned provider
-    # (pulumi/pulumi-kubernetes#4616). Such a Release gets no mirror (docs/platform.md).
-    renders_offline: bool = True
 
 
 def method(spec: ChartSpec, *, render: bool) -> Literal["release", "chart"]:
@@ -82,7 +87,6 @@ def install(
     or a mirror; same version)."""
     render = settings.cluster_mode == "render"
     where = locate(settings, spec.chart, spec.version, spec.repo)
-    repo = k8s.helm.v4.RepositoryOptsArgs(repo=where.repo) if where.repo else None
     if method(spec, render=render) == "release":
         release = k8s.helm.v3.Release(
             resource_name,
@@ -106,29 +110,7 @@ def install(
             ),
             opts=opts,
         )
-        if not spec.renders_offline:
-            return release
-        # The mirror: a provider that only renders (the provider refuses a kubeconfig next to
-        # renderYamlToDirectory), and the same chart on it. Parented like the Release (same
-        # component), waiting for nothing.
-        renderer = k8s.Provider(
-            f"{resource_name}{MIRROR_SUFFIX}",
-            render_yaml_to_directory=mirror_directory(settings, spec),
-            opts=pulumi.ResourceOptions(parent=opts.parent),
-        )
-        k8s.helm.v4.Chart(
-            f"{resource_name}{MIRROR_SUFFIX}",
-            name=spec.release,
-            chart=where.chart,
-            version=spec.version,
-            namespace=spec.namespace,
-            repository_opts=repo,
-            values=spec.values,
-            skip_crds=spec.skip_crds,
-            # What the Release runs as hooks is judged too.
-            include_hooks=True,
-            opts=pulumi.ResourceOptions(parent=opts.parent, provider=renderer),
-        )
+        _mirror(resource_name, spec, where, settings=settings, parent=opts.parent)
         return release
     return k8s.helm.v4.Chart(
         resource_name,
@@ -136,12 +118,86 @@ def install(
         chart=where.chart,
         version=spec.version,
         namespace=spec.namespace,
-        repository_opts=repo,
+        repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=where.repo) if where.repo else None,
         values=spec.values,
         skip_crds=spec.skip_crds,
         include_hooks=render and spec.hooks,
         opts=opts,
     )
+
+
+def _mirror(
+    resource_name: str,
+    spec: ChartSpec,
+    where: ChartLocation,
+    *,
+    settings: Settings,
+    parent: pulumi.Resource | None,
+) -> None:
+    """The Release's render-only twin (module docstring): a provider that only writes YAML (it
+    refuses a kubeconfig next to renderYamlToDirectory) and the same chart on it, as a Helm v3
+    Chart named like the release (Helm renders that name into object names). Parented like the
+    Release, waiting for nothing."""
+    renderer = k8s.Provider(
+        f"{resource_name}{MIRROR_SUFFIX}",
+        render_yaml_to_directory=mirror_directory(settings, spec),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    stamp = rendered_from(
+        release=spec.release,
+        namespace=spec.namespace,
+        where=where,
+        version=spec.version,
+        skip_crds=spec.skip_crds,
+        values=spec.values,
+    )
+
+    def stamped(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
+        del opts
+        metadata = obj.setdefault("metadata", {})
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), RENDERED_FROM: stamp}
+
+    common: dict[str, Any] = {
+        "namespace": spec.namespace,
+        "values": spec.values,
+        "skip_crd_rendering": spec.skip_crds,
+        "kube_version": kubernetes_version(settings),
+        "transformations": [stamped],
+    }
+    config: k8s.helm.v3.ChartOpts | k8s.helm.v3.LocalChartOpts
+    if settings.chart_source == "directory":
+        # An archive or an unpacked folder: Helm loads either from the path.
+        config = k8s.helm.v3.LocalChartOpts(path=where.chart, **common)
+    else:
+        config = k8s.helm.v3.ChartOpts(
+            chart=where.chart,
+            version=spec.version,
+            fetch_opts=k8s.helm.v3.FetchOpts(repo=where.repo) if where.repo else None,
+            **common,
+        )
+    k8s.helm.v3.Chart(
+        spec.release, config, opts=pulumi.ResourceOptions(parent=parent, provider=renderer)
+    )
+
+
+# One answer per target and program run: an existing cluster is asked once, not per Release.
+_VERSIONS: dict[tuple[str | None, ...], str] = {}
+
+
+def kubernetes_version(settings: Settings) -> str:
+    """The Kubernetes version a mirror renders for (Helm's `--kube-version`): the one the stack
+    targets (`cluster_version.check`: the cluster's own in `existing` mode, the kind node's, or
+    `aimesh:kubernetesVersion`), so the mirror renders what the Release installs."""
+    key = (
+        settings.cluster_mode,
+        settings.kubeconfig,
+        settings.kube_context,
+        settings.kubernetes_version,
+        os.environ.get(cluster_version.ASSUME_ENV),
+    )
+    if key not in _VERSIONS:
+        _VERSIONS[key] = cluster_version.check(settings).server
+    return _VERSIONS[key]
 
 
 def existing_crds(

@@ -1,15 +1,24 @@
 """Visibility: what the pack cannot see, it cannot judge.
 
 A `kubernetes:helm.sh/v3:Release` is installed by Helm inside the provider: CrossGuard gets its
-values, never the Deployments, RBAC, webhooks and ConfigMaps it creates. A v4 Chart's objects, on
-the other hand, arrive one by one (and are rendered during `pulumi preview`). So a Release is
-accepted only when the same stack renders the same chart, version and values as a v4 Chart (the
-pattern: a provider with `renderYamlToDirectory` that only writes YAML, so nothing is installed
-twice), whose objects every other policy then judges.
+inputs, never the Deployments, RBAC, webhooks and ConfigMaps it creates. So a Release is accepted
+only when the same stack also registers the objects its chart renders, each judged by every other
+policy, and says which Release they stand for: every such object carries the annotation
+`aimesh.io/rendered-from: "<namespace>/<release> sha256:<digest>"`, the digest of the chart
+inputs (release name, namespace, chart, version, repository, skipCrds, values, values files). The
+pack computes that digest from the Release's own inputs; an object of a rendering with other
+inputs does not count.
+
+The pattern (aimesh/components/charts.py does it for every Release): a Helm v3 `Chart` of the same
+inputs with a transformation adding the annotation, on a provider with `renderYamlToDirectory`
+that only writes YAML, so nothing is installed twice. The engine shows a policy pack no inputs of
+a component (neither a v3 nor a v4 Chart), which is why the binding travels on the objects.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -26,7 +35,7 @@ from aimesh_policies.framework import (
 from aimesh_policies.k8s_object import HELM_VALUES, K8sObject
 
 RELEASE: Final = "kubernetes:helm.sh/v3:Release"
-CHART: Final = "kubernetes:helm.sh/v4:Chart"
+RENDERED_FROM: Final = "aimesh.io/rendered-from"
 
 
 def _contains_unknown(value: Any) -> bool:
@@ -39,14 +48,23 @@ def _contains_unknown(value: Any) -> bool:
     return False
 
 
-def _without_nulls(value: Any) -> Any:
-    """Values as Helm applies them: a null removes a key, so it decides nothing (and a provider
-    may drop it from a Release's checked inputs)."""
+def _canonical(value: Any) -> Any:
+    """Inputs as the engine hands them over: a null decides nothing (Helm removes the key; the
+    provider drops nulls from a Release's inputs, list items included), and every number is a
+    float, so whole numbers compare as integers."""
     if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
+        return {str(k): _canonical(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value if v is not None]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
+
+
+def _stamp(identity: dict[str, Any]) -> str:
+    text = json.dumps(_canonical(identity), sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return f"{identity['namespace']}/{identity['name']} sha256:{digest}"
 
 
 def _identity(obj: K8sObject) -> dict[str, Any]:
@@ -60,16 +78,27 @@ def _identity(obj: K8sObject) -> dict[str, Any]:
         "version": source.get("version"),
         "repo": as_map(source.get("repositoryOpts")).get("repo"),
         "skipCrds": as_bool(source.get("skipCrds")) is True,
-        "values": _without_nulls(get(obj.body, "values")),
+        "values": get(obj.body, "values"),
         "valueYamlFiles": source.get("valueYamlFiles") or [],
     }
 
 
+def stamp_of(release: K8sObject) -> str:
+    """The `aimesh.io/rendered-from` value of objects rendered from `release`'s chart inputs."""
+    return _stamp(_identity(release))
+
+
 def _rendered_for_review(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Finding]:
     del ctx  # exemptions are applied before (exemptWorkloads: `<namespace>/<release>`)
-    helm = [o for o in objs if o.group_kind == HELM_VALUES]
-    charts = [_identity(o) for o in helm if o.resource_type == CHART]
-    for release in (o for o in helm if o.resource_type == RELEASE):
+    stamps: set[str] = set()
+    for obj in objs:
+        stamp = obj.annotations.get(RENDERED_FROM) if obj.group_kind != HELM_VALUES else None
+        if isinstance(stamp, str):
+            stamps.add(stamp)
+    rendered = {stamp.split(" ", 1)[0] for stamp in stamps}
+    for release in (o for o in objs if o.group_kind == HELM_VALUES):
+        if release.resource_type != RELEASE:
+            continue
         source = as_map(get(release.body, "source"))
         if source.get("postrender") not in (None, ""):
             yield finding(
@@ -77,45 +106,57 @@ def _rendered_for_review(objs: Sequence[K8sObject], ctx: Context) -> Iterable[Fi
                 "postrender",
                 "a post-renderer rewrites what Helm installs after rendering: no rendering of "
                 "the chart shows the pack those objects",
-                "drop the post-renderer (express the change in values), or install the chart "
-                "as a v4 Chart with the same postRenderer",
+                "drop the post-renderer (express the change in values)",
             )
             continue
         wanted = _identity(release)
         if _contains_unknown(wanted):
             yield unknown_finding(release, "values")
             continue
-        if not any(chart == wanted for chart in charts):
-            chart = as_str(wanted["chart"]) or "?"
-            yield finding(
-                release,
-                "values",
-                f"the pack sees only this Release's values, never the objects {chart} installs: "
-                "no v4 Chart in the stack renders the same chart, version and values for it to "
-                "judge",
-                "add the same chart, version, namespace and values as a kubernetes:helm.sh/v4:"
-                "Chart on a provider with renderYamlToDirectory (it only writes YAML), or "
-                "install the chart as a v4 Chart",
+        if _stamp(wanted) in stamps:
+            continue
+        chart = as_str(wanted["chart"]) or "?"
+        if f"{release.namespace}/{release.name}" in rendered:
+            problem = (
+                f"the objects rendered for review were rendered from other inputs than this "
+                f"Release's (chart, version, repository, skipCrds or values of {chart} differ): "
+                "the pack would judge something else than what Helm installs"
             )
+        else:
+            problem = (
+                f"the pack sees only this Release's inputs, never the objects {chart} installs: "
+                "no object in the stack is rendered from the same chart, version and values"
+            )
+        yield finding(
+            release,
+            "values",
+            problem,
+            "render the same chart, version, namespace and values as a kubernetes:helm.sh/v3:"
+            f"Chart on a provider with renderYamlToDirectory (it only writes YAML), each object "
+            f"annotated {RENDERED_FROM}: '<namespace>/<release> sha256:<digest of the inputs>' "
+            "(aimesh/components/charts.py), or install the chart as a v4 Chart",
+        )
 
 
 POLICIES: Final = (
     Policy(
         name="helm-release-require-rendered-output",
-        description="Every Helm v3 Release must be rendered for review: the same chart, version "
-        "and values as a v4 Chart in the stack, whose objects the pack judges.",
+        description="Every Helm v3 Release must be rendered for review: the objects of the same "
+        "chart, version and values are in the stack, where the pack judges them.",
         severity=Severity.HIGH,
         level=Level.MANDATORY,
-        remediation="Mirror the Release with a kubernetes:helm.sh/v4:Chart of the same chart, "
-        "version, namespace, repository and values on a provider with renderYamlToDirectory "
-        "(aimesh does this for every Release: aimesh/components/charts.py), or install the chart "
-        "as a v4 Chart; exempt a Release you judge otherwise as `<namespace>/<release>`.",
-        catches="kubernetes:helm.sh/v3:Release with no v4 Chart of identical release name, "
-        "namespace, chart, version, repository, skipCrds, values and values files in the stack "
-        "(values unknown until apply: cannot verify); a Release with a post-renderer.",
+        remediation="Mirror the Release with a kubernetes:helm.sh/v3:Chart of the same chart, "
+        "version, namespace, repository and values on a provider with renderYamlToDirectory, "
+        f"each object annotated {RENDERED_FROM} (aimesh does this for every Release: "
+        "aimesh/components/charts.py), or install the chart as a v4 Chart; exempt a Release you "
+        "judge otherwise as `<namespace>/<release>`.",
+        catches="kubernetes:helm.sh/v3:Release with no object in the stack annotated "
+        f"{RENDERED_FROM} with the digest of its release name, namespace, chart, version, "
+        "repository, skipCrds, values and values files (a rendering of other values, an older "
+        "version or another chart does not count; values unknown until apply: cannot verify); "
+        "a Release with a post-renderer.",
         check_stack=_rendered_for_review,
-        kinds=frozenset({HELM_VALUES}),
     ),
 )
 
-__all__ = ["POLICIES"]
+__all__ = ["POLICIES", "RENDERED_FROM", "stamp_of"]

@@ -9,6 +9,7 @@ import pytest
 from pulumi.runtime import rpc
 
 from aimesh.builders import collector, monitoring
+from aimesh.components.charts import TEMPLATE_TYPE
 from tests.conftest import evaluated
 from tools import offline, schemas
 
@@ -38,7 +39,8 @@ def _children(evaluation: offline.Evaluation) -> list[offline.Registered]:
 
 
 def _named(evaluation: offline.Evaluation, name: str) -> offline.Registered:
-    return next(r for r in _children(evaluation) if r.name == name)
+    """The chart or object called `name` (not a Release's render-only mirror of that name)."""
+    return next(r for r in _children(evaluation) if r.name == name and r.type != TEMPLATE_TYPE)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,7 @@ def test_render_mode_renders_both_charts(tmp_path: Any) -> None:
 
 
 def test_custom_resources_wait_for_what_serves_their_crd(full: offline.Evaluation) -> None:
-    release = full.urn_of("aimesh-monitoring")
+    release = _named(full, "aimesh-monitoring").urn
     istiod = full.urn_of("aimesh-istiod")
     for r in _children(full):
         group = r.type.split(":")[1].split("/")[0]

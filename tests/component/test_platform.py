@@ -3,6 +3,8 @@ register per cluster mode, how each chart is installed, and what waits for what.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -45,17 +47,19 @@ pulumi.export("issuer", cert_manager.issuer)
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 CHART = "kubernetes:helm.sh/v4:Chart"
-EXISTING = {"clusterMode": "existing", "kubeContext": "prod"}
+EXISTING: dict[str, Any] = {"clusterMode": "existing", "kubeContext": "prod"}
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 
-def _evaluate(tmp_path: Path, **config: Any) -> offline.Evaluation:
+def _evaluate(
+    tmp_path: Path, *, invokes: offline.Invokes = offline.no_rendering, **config: Any
+) -> offline.Evaluation:
     program = tmp_path / "program.py"
     program.write_text(PROGRAM)
     values = offline.project_defaults()
     values.update({f"aimesh:{k}": v for k, v in config.items()})
     encoded, secrets = offline.encode_config(values)
-    return offline.evaluate(encoded, secret_keys=secrets, program=program)
+    return offline.evaluate(encoded, secret_keys=secrets, program=program, invokes=invokes)
 
 
 def _one(evaluation: offline.Evaluation, name: str) -> offline.Registered:
@@ -153,7 +157,7 @@ def test_every_kubernetes_object_goes_through_the_cluster_provider(
     kube = [
         r
         for r in existing.resources
-        if r.type.startswith("kubernetes:") and not r.name.endswith(MIRROR_SUFFIX)
+        if r.type.startswith("kubernetes:") and r.type != charts.TEMPLATE_TYPE
     ]
     assert kube
     for resource in kube:
@@ -169,37 +173,55 @@ def test_every_release_is_mirrored_for_the_pack_on_a_provider_that_only_renders(
         "aimesh-istio-base",
         "aimesh-istiod",
     }
-    # cert-manager's chart demands Kubernetes >= 1.22, which Helm cannot assume without a
-    # cluster: no mirror (exempted by name in policy-config.json, docs/platform.md).
-    assert not [r for r in existing.resources if r.name == "aimesh-cert-manager" + MIRROR_SUFFIX]
     for release in releases:
-        if release.name == "aimesh-cert-manager":
-            continue
-        (mirror,) = [
-            r
-            for r in existing.resources
-            if r.type == CHART and r.name == release.name + MIRROR_SUFFIX
-        ]
-        renderer = [
+        (provider,) = [
             r
             for r in existing.resources
             if r.type == "pulumi:providers:kubernetes" and r.name == release.name + MIRROR_SUFFIX
         ]
-        (provider,) = renderer
-        assert mirror.type == CHART
-        assert mirror.provider.startswith(provider.urn)
         # It never reaches the cluster: the provider only writes YAML.
         assert provider.inputs == {
             "renderYamlToDirectory": f"rendered/releases/{release.inputs['name']}"
         }
-        # The same chart, version, namespace, values: what the pack judges is what Helm installs.
-        for key in ("name", "chart", "version", "namespace", "values"):
-            assert mirror.inputs[key] == release.inputs[key], (release.name, key)
-        assert mirror.inputs["repositoryOpts"] == release.inputs["repositoryOpts"]
-        assert mirror.inputs["includeHooks"] is True
-        # Parented with the Release, waiting for nothing.
+        # A Helm v3 Chart named like the release (Helm renders that name into object names),
+        # parented with the Release, waiting for nothing; its objects are on that provider
+        # (tests/policy/test_release_visibility.py).
+        (mirror,) = [
+            r
+            for r in existing.resources
+            if r.type == charts.TEMPLATE_TYPE and r.name == release.inputs["name"]
+        ]
         assert mirror.parent == release.parent
         assert mirror.dependencies == []
+
+
+def test_the_mirror_renders_the_releases_inputs_for_the_targeted_kubernetes(
+    tmp_path: Path,
+) -> None:
+    # What the program asks Helm to render for each mirror (`kubernetes:helm:template`): the
+    # Release's chart, version, repository, namespace, CRD switch and values, for the version
+    # the stack targets (cert-manager's chart refuses Helm's default, v1.20.0).
+    asked: list[dict[str, Any]] = []
+
+    def helm(token: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        if token == offline.HELM_TEMPLATE:
+            asked.append(json.loads(args["jsonOpts"]))
+        return {"result": []}
+
+    evaluation = _evaluate(tmp_path, invokes=helm, **EXISTING)
+    releases = {r.inputs["name"]: r.inputs for r in evaluation.resources if r.type == RELEASE}
+    assert {a["release_name"] for a in asked} == set(releases)
+    for opts in asked:
+        release = releases[opts["release_name"]]
+        assert opts["chart"] == release["chart"]
+        assert opts["version"] == release["version"]
+        assert opts["namespace"] == release["namespace"]
+        assert opts["values"] == release["values"]
+        assert opts.get("fetch_opts", {}).get("repo") == (release.get("repositoryOpts") or {}).get(
+            "repo"
+        )
+        assert bool(opts.get("skip_crd_rendering")) == bool(release.get("skipCrds"))
+        assert opts["kube_version"] == versions.KUBERNETES_SCHEMA_VERSION
 
 
 def test_render_mode_has_no_release_to_mirror(render: offline.Evaluation) -> None:
@@ -384,7 +406,9 @@ def test_components_parent_their_children(
     assert {
         r.name
         for r in kind.resources
-        if r.parent == component.urn and not r.name.endswith(MIRROR_SUFFIX)
+        if r.parent == component.urn
+        and not r.name.endswith(MIRROR_SUFFIX)
+        and r.type != charts.TEMPLATE_TYPE
     } == children
 
 

@@ -16,6 +16,7 @@ from aimesh_policies.config_check import unknown_names
 from aimesh_policies.framework import Context, Level, evaluate, evaluate_stack
 
 from tools import offline
+from tools.check import not_evaluable_offline
 
 CONFIG_FILE = Path(__file__).resolve().parents[2] / "policy-pack" / "policy-config.json"
 
@@ -39,7 +40,10 @@ def mandatory_violations(evaluation: offline.Evaluation) -> list[str]:
         obj for r in evaluation.resources for obj in to_objects(r.type, r.inputs, r.urn, r.name)
     ]
     found: list[str] = []
+    unjudged = not_evaluable_offline(evaluation)
     for policy in all_policies():
+        if policy.name in unjudged:
+            continue
         entry = config.get(policy.name, {"level": None, "properties": {}})
         level = entry["level"] or policy.level.value
         if level != Level.MANDATORY.value:

@@ -10,7 +10,7 @@ import pytest
 
 from aimesh import settings, versions
 from aimesh.builders import bring_your_own
-from aimesh.builders.charts import ChartLocation, chart_name, locate
+from aimesh.builders.charts import ChartLocation, chart_name, locate, rendered_from
 from aimesh.settings import ConfigError
 from tools import offline
 
@@ -166,3 +166,30 @@ def test_extra_objects_are_registered_as_they_are() -> None:
     assert registered.inputs["spec"]["action"] == "ALLOW"
     assert registered.inputs["metadata"] == {"name": "team-allow", "namespace": "payments"}
     assert any(r.type == "aimesh:extraObjects:ExtraObjects" for r in evaluation.resources)
+
+
+def test_the_rendered_from_stamp_changes_with_every_chart_input() -> None:
+    base: dict[str, Any] = {
+        "release": "istiod",
+        "namespace": "istio-system",
+        "where": ChartLocation("istiod", "https://istio-release.storage.googleapis.com/charts"),
+        "version": "1.30.3",
+        "skip_crds": False,
+        "values": {"pilot": {"replicaCount": 2}},
+    }
+    stamp = rendered_from(**base)
+    assert stamp.startswith("istio-system/istiod sha256:")
+    # Nulls decide nothing, whole floats are integers (as the engine hands values to the pack).
+    assert rendered_from(**{**base, "values": {"pilot": {"replicaCount": 2.0, "env": None}}}) == (
+        stamp
+    )
+    for key, other in (
+        ("release", "istiod-canary"),
+        ("namespace", "istio-canary"),
+        ("where", ChartLocation("istiod", "https://mirror.example.com")),
+        ("where", ChartLocation("/charts/istiod-1.30.3.tgz", None)),
+        ("version", "1.30.2"),
+        ("skip_crds", True),
+        ("values", {"pilot": {"replicaCount": 3}}),
+    ):
+        assert rendered_from(**{**base, key: other}) != stamp, key

@@ -124,10 +124,29 @@ def test_plaintext_secrets_finds_values_and_keys() -> None:
     assert checks.plaintext_secrets('{"ciphertext": "v1:x"}', ["hunter2-long"]) == []
 
 
-def test_state_objects_skip_charts_providers_and_reads() -> None:
+def test_state_objects_skip_charts_providers_reads_and_rendered_only() -> None:
+    mirror = "urn:pulumi:e2e::aimesh::pulumi:providers:kubernetes::aimesh-cert-manager-rendered"
     deployment = {
         "resources": [
             {"type": "pulumi:providers:kubernetes", "custom": True},
+            {
+                "type": "pulumi:providers:kubernetes",
+                "custom": True,
+                "urn": mirror,
+                "id": "p1",
+                "inputs": {"renderYamlToDirectory": "rendered/releases/cert-manager"},
+            },
+            {
+                # An object of a Release's mirror: written as YAML, never sent to the cluster.
+                "type": "kubernetes:apps/v1:Deployment",
+                "custom": True,
+                "provider": f"{mirror}::p1",
+                "outputs": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": "cert-manager", "namespace": "cert-manager"},
+                },
+            },
             {"type": "kubernetes:helm.sh/v3:Release", "custom": True, "outputs": {}},
             {
                 "type": "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition",
