@@ -341,7 +341,11 @@ class Cluster:
         )
         api = self.api
         for index in range(NODE_COUNT):
-            api.request("POST", "/api/v1/nodes", node(f"kwok-node-{index}"))
+            api.request(
+                "POST",
+                "/api/v1/nodes",
+                node(f"kwok-node-{index}", toolchain.load_pins()["kubernetes"]["version"]),
+            )
         self.wait("simulated nodes Ready", lambda: _nodes_ready(api) == NODE_COUNT)
 
     @classmethod
@@ -367,7 +371,10 @@ class Cluster:
                 shutil.rmtree(workdir, ignore_errors=True)
 
 
-def node(name: str) -> Json:
+def node(name: str, kubelet_version: str) -> Json:
+    """A simulated node. Its kubelet reports the control plane's version, as a real node of the
+    cluster would (kwok keeps a nodeInfo it is given; its own is `kwok-<version>`, which no
+    version check can read: the program asks every kubelet, aimesh/cluster_version.py)."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -381,7 +388,11 @@ def node(name: str) -> Json:
                 "type": "kwok",
             },
         },
-        "status": {"capacity": NODE_CAPACITY, "allocatable": NODE_CAPACITY},
+        "status": {
+            "capacity": NODE_CAPACITY,
+            "allocatable": NODE_CAPACITY,
+            "nodeInfo": {"kubeletVersion": kubelet_version},
+        },
     }
 
 

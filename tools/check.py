@@ -400,7 +400,8 @@ def run(
                 initial_config=info.initial_config,
             )
         wanted = dict(policy_config or {})
-        for name in target.not_evaluated:
+        known = {p.name for p in info.policies}
+        for name in set(target.not_evaluated) & known:
             wanted[name] = PolicyConfig("disabled", wanted.get(name, PolicyConfig()).properties)
         try:
             reconciled = reconcile_policy_config(info, wanted)

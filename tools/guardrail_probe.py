@@ -242,9 +242,7 @@ def cases(config: settings.Settings) -> Iterator[Case]:
 
     def set_spec(spec: dict[str, Any]) -> Callable[[Any], None]:
         """What the window reconciler sends: the whole spec replaced, nothing else touched."""
-        return patch(
-            [{"op": "add", "path": "/spec", "value": spec}], "application/json-patch+json"
-        )
+        return patch([{"op": "add", "path": "/spec", "value": spec}], "application/json-patch+json")
 
     def delete(client: Any) -> None:
         resource = client.resources.get(
