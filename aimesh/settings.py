@@ -16,7 +16,6 @@ import json
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -241,7 +240,9 @@ class AccessWindow(_Model):
             raise ValueError("'open' and 'close' are the same schedule: the window never opens")
         window = schedule.Window.parse(self.open, self.close, self.time_zone)
         try:
-            schedule.check_length(window, MIN_WINDOW_MINUTES, datetime.now(UTC).date())
+            schedule.check_length(
+                window, MIN_WINDOW_MINUTES, datetime.datetime.now(datetime.UTC).date()
+            )
         except schedule.WindowError as exc:
             raise ValueError(
                 f"{exc} (open {self.open!r}, close {self.close!r}); move 'open' earlier or "
