@@ -31,7 +31,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from aimesh.builders import access, alerts, collector, telemetry
+from aimesh.builders import access, alerts, audit_agent, collector, telemetry
 from aimesh.builders.common import GatewayRef, ModelPlatform, metadata
 from aimesh.builders.gateway import server_hosts
 from aimesh.namespaces import ISTIO_NAMESPACE, OBSERVABILITY_NAMESPACE
@@ -138,6 +138,14 @@ def model_intent(
     return _config_map(model.ns, body, labels)
 
 
+def _logs_pipelines(pipelines: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: {"processors": p["processors"], "exporters": p["exporters"]}
+        for name, p in pipelines.items()
+        if name == "logs" or name.startswith("logs/")
+    }
+
+
 def mesh_intent(settings: Settings) -> dict[str, Any]:
     """The mesh-wide intent: the telemetry the audit trail and the alerts depend on."""
     mesh = telemetry.mesh_telemetry(settings)["spec"]
@@ -166,11 +174,16 @@ def mesh_intent(settings: Settings) -> dict[str, Any]:
             if "alert" in item
         ],
         "collector": {
-            "logsPipelines": {
-                name: {"processors": p["processors"], "exporters": p["exporters"]}
-                for name, p in pipelines.items()
-                if name == "logs" or name.startswith("logs/")
-            }
+            "logsPipelines": _logs_pipelines(pipelines),
+            # The node agents that read the proxies' log files (builders/audit_agent.py) are a
+            # collector chart of their own, with their own audit pipeline: declared by release.
+            "agents": {
+                f"{OBSERVABILITY_NAMESPACE}/{audit_agent.AGENT_NAME}": {
+                    "logsPipelines": _logs_pipelines(
+                        audit_agent.agent_config(settings)["service"]["pipelines"]
+                    )
+                }
+            },
         },
     }
     return _config_map(ISTIO_NAMESPACE, body, {"app.kubernetes.io/part-of": "aimesh"})

@@ -393,7 +393,8 @@ def test_the_shipped_configmap_runs_alone_in_a_bare_interpreter(
     from tests.unit.test_access import GATEWAY
 
     objects = secure_model.build(settings, model, GATEWAY)
-    (configmap,) = by_kind(objects, "ConfigMap")
+    # The reconciler's ConfigMap (the model namespace also has its intent ConfigMap).
+    (configmap,) = [c for c in by_kind(objects, "ConfigMap") if "window.json" in c["data"]]
     (cronjob,) = by_kind(objects, "CronJob")
     # Outside the laid-out files there is no aimesh to import (no installed copy to fall back on).
     elsewhere = subprocess.run(

@@ -255,7 +255,11 @@ def _pipelines(values: Any) -> tuple[str, Mapping[str, Any]]:
 
 def collector_reductions(obj: K8sObject, mesh: MeshIntent | None) -> Iterator[Reduction]:
     at, pipelines = _pipelines(obj.get("values"))
-    declared = mesh.collector_pipelines if mesh is not None else {}
+    declared = (
+        mesh.agent_pipelines.get(f"{obj.namespace}/{obj.name}", mesh.collector_pipelines)
+        if mesh is not None
+        else {}
+    )
     for name, (processors, exporters) in declared.items():
         pipeline = pipelines.get(name)
         if not isinstance(pipeline, Mapping):

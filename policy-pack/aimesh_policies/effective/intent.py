@@ -39,7 +39,8 @@ Schema (`intent.json`, version 1, model scope):
 Mesh scope (`"scope": "mesh"`, root namespace): `accessLogProviders`, `metricsProviders`,
 `proxyStatsInclusionRegexps`, `extensionProviders` (the audit/metrics provider definitions),
 `alerts` ([{"rule": "<ns>/<PrometheusRule>", "alert": "...", "expr": "...", "for": "2m"}]),
-`collector` ({"logsPipelines": {"logs": {"processors": [...], "exporters": [...]}}}).
+`collector` ({"logsPipelines": {"logs": {"processors": [...], "exporters": [...]}}, "agents":
+{"<namespace>/<release>": {"logsPipelines": {...}}}}: other collector releases, e.g. node agents).
 """
 
 from __future__ import annotations
@@ -165,6 +166,11 @@ class MeshIntent:
     alerts: tuple[Alert, ...]
     # The collector's audit pipelines: name ("logs", "logs/<x>") -> (processors, exporters).
     collector_pipelines: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]
+    # Other collector releases with audit pipelines of their own (node agents), by
+    # "<namespace>/<release>": their pipelines, declared the same way.
+    agent_pipelines: Mapping[str, Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass
@@ -306,11 +312,21 @@ def parse_mesh(obj: K8sObject, data: Mapping[str, Any]) -> MeshIntent:
             )
             for a in maps(data.get("alerts"))
         ),
-        collector_pipelines={
-            name: (_strs(as_map(p).get("processors")), _strs(as_map(p).get("exporters")))
-            for name, p in as_map(collector.get("logsPipelines")).items()
+        collector_pipelines=_declared_pipelines(collector),
+        agent_pipelines={
+            str(release): _declared_pipelines(as_map(agent))
+            for release, agent in as_map(collector.get("agents")).items()
         },
     )
+
+
+def _declared_pipelines(
+    collector: Mapping[str, Any],
+) -> Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    return {
+        name: (_strs(as_map(p).get("processors")), _strs(as_map(p).get("exporters")))
+        for name, p in as_map(collector.get("logsPipelines")).items()
+    }
 
 
 def _payload(obj: K8sObject) -> tuple[Mapping[str, Any] | None, Finding | None]:
