@@ -100,8 +100,8 @@ def render() -> str:
         "",
         f"The CrossGuard policy pack `{PACK_NAME}` (`policy-pack/`) blocks any deployment that "
         "weakens the zero-trust posture of an Istio + KServe + cert-manager platform. It judges "
-        "ANY stack: objects registered as `CustomResource`, typed resources (also what a Helm v4 "
-        "Chart / ConfigGroup renders), and Helm release values, in every served API version.",
+        "ANY stack: objects registered as `CustomResource`, typed resources (also what a Helm v3 "
+        "or v4 Chart / ConfigGroup renders), and Helm release values, in every served API version.",
         "",
         "```sh",
         "pulumi preview --policy-pack policy-pack "

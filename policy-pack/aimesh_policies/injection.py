@@ -269,7 +269,8 @@ POLICIES: Final = (
         "in controlPlaneNamespaces.",
         catches="A Namespace (not in controlPlaneNamespaces) without injection, or with "
         "istio-injection set to anything but enabled (the label beats a revision label and "
-        "any annotation); istiod chart values with global.proxy.autoInject other than enabled.",
+        "any annotation); istiod chart values (or the rendered istio-sidecar-injector "
+        "ConfigMap's values) with global.proxy.autoInject other than enabled.",
         check=_namespace_injection,
         kinds=frozenset({NAMESPACE, HELM_VALUES}),
         only=is_istiod_values,
@@ -306,7 +307,7 @@ POLICIES: Final = (
         "excludeOutboundIPRanges, excludeInterfaces, includeOutboundIPRanges or "
         "includeInboundPorts narrower than *, sidecar.istio.io/interceptionMode NONE, on any "
         "pod template or InferenceService; the same settings mesh-wide in istiod's "
-        "global.proxy values.",
+        "global.proxy values (chart values or the rendered istio-sidecar-injector ConfigMap).",
         check=_capture,
         kinds=frozenset({*WORKLOAD_KINDS, HELM_VALUES}),
         only=is_istiod_values,

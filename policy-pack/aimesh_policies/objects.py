@@ -4,13 +4,15 @@ A policy never looks at Pulumi resource types or property proxies: it sees `K8sO
 resource becomes zero or more objects:
 
 - `kubernetes:apiextensions.k8s.io:CustomResource`: apiVersion/kind from the inputs;
-- every typed `kubernetes:<group>/<version>:<Kind>` (also what a Helm v4 Chart, a ConfigGroup or a
-  ConfigFile renders: those children arrive as ordinary typed resources); `...Patch` types judge the
-  patched fields, `...List` types expand their items;
+- every typed `kubernetes:<group>/<version>:<Kind>` (also what a Helm v3 or v4 Chart, a
+  ConfigGroup or a ConfigFile renders: those children arrive as ordinary typed resources);
+  `...Patch` types judge the patched fields, `...List` types expand their items;
 - `kubernetes:helm.sh/v3:Release` and `kubernetes:helm.sh/v4:Chart` values become a `HelmValues`
   object (source "chart-values"), and istiod's `meshConfig` additionally a synthetic `MeshConfig`
   object, the same object the `istio` ConfigMap (`data.mesh`) and an IstioOperator produce, so a
-  mesh-config rule is written once.
+  mesh-config rule is written once. Likewise istiod's sidecar-injector ConfigMap (what
+  `helm template` renders, e.g. a Helm v3 Chart in render mode) yields the istiod `HelmValues`
+  its injector runs with (`data.values`), so a chart-values rule judges rendered output too.
 
 Values are made plain on the way in (accessors.py: unknowns become `UNKNOWN`). Every function here
 is total: any input (wrong types, missing fields, unknowns) yields a value, never an exception.
@@ -54,6 +56,10 @@ ISTIOD_NAMESPACE: Final = "istio-system"
 
 # Charts whose values carry istiod's mesh config (`meshConfig`).
 ISTIOD_CHARTS: Final = frozenset({"istiod", "istio-discovery", "istiod-remote"})
+# istiod's injector reads the chart values it injects with (global.proxy: autoInject, capture
+# ranges, privileged ...) from the `values` key (JSON) of this ConfigMap (`-<revision>` suffixed
+# for a revision), which the istiod chart renders beside the `istio` mesh ConfigMap.
+INJECTOR_CONFIGMAP: Final = "istio-sidecar-injector"
 
 
 _CUSTOM_RESOURCE = "kubernetes:apiextensions.k8s.io:CustomResource"
@@ -99,7 +105,9 @@ def quick_group_kinds(resource_type: str, props: object) -> frozenset[GroupKind]
 
 
 def _with_derived(kinds: frozenset[GroupKind]) -> frozenset[GroupKind]:
-    if ("", "ConfigMap") in kinds or ("install.istio.io", "IstioOperator") in kinds:
+    if ("", "ConfigMap") in kinds:
+        return kinds | {MESH_CONFIG, HELM_VALUES}
+    if ("install.istio.io", "IstioOperator") in kinds:
         return kinds | {MESH_CONFIG}
     return kinds
 
@@ -239,17 +247,17 @@ def _from_manifest(
 
 
 def _derived(obj: K8sObject) -> list[K8sObject]:
-    """Mesh config carried inside an ordinary object (the istio ConfigMap, an IstioOperator)."""
-    if obj.group == "" and obj.kind == "ConfigMap" and _is_mesh_configmap(obj):
-        raw = obj.get("data.mesh") if obj.get("data") is not UNKNOWN else UNKNOWN
-        mesh: Any
-        if raw is UNKNOWN:
-            mesh = UNKNOWN
-        else:
-            mesh = _parse_yaml_mapping(raw)
-            if mesh is None:
-                return []
-        return [_mesh_config(obj, mesh, "data.mesh", SOURCE_RESOURCE)]
+    """Mesh config carried inside an ordinary object (the istio ConfigMap, an IstioOperator);
+    istiod's chart values carried by its sidecar-injector ConfigMap."""
+    if obj.group == "" and obj.kind == "ConfigMap":
+        # A ConfigMap whose name is unknown until apply may be either (or both).
+        found = [_injector_values(obj)] if _is_injector_configmap(obj) else []
+        if _is_mesh_configmap(obj):
+            raw = obj.get("data.mesh") if obj.get("data") is not UNKNOWN else UNKNOWN
+            mesh: Any = UNKNOWN if raw is UNKNOWN else _parse_yaml_mapping(raw)
+            if mesh is not None:
+                found.append(_mesh_config(obj, mesh, "data.mesh", SOURCE_RESOURCE))
+        return found
     if obj.group == "install.istio.io" and obj.kind == "IstioOperator":
         mesh = obj.get("spec.meshConfig")
         if mesh is None:
@@ -272,6 +280,44 @@ def _is_mesh_configmap(obj: K8sObject) -> bool:
         # from any other ConfigMap.
         return istio_named or (name_unknown and obj.namespace == ISTIOD_NAMESPACE)
     return (istio_named or name_unknown) and "mesh" in as_map(data)
+
+
+def _is_injector_configmap(obj: K8sObject) -> bool:
+    # Like the mesh ConfigMap: a name unknown until apply cannot rule the injector's out, so a
+    # ConfigMap carrying a `values` key (or unknown data, in istiod's namespace) is judged too.
+    if obj.name == INJECTOR_CONFIGMAP or obj.name.startswith(f"{INJECTOR_CONFIGMAP}-"):
+        return True
+    meta = obj.body.get("metadata")
+    if not (meta is UNKNOWN or get(meta, "name") is UNKNOWN):
+        return False
+    data = obj.body.get("data")
+    if data is UNKNOWN:
+        return obj.namespace == ISTIOD_NAMESPACE
+    return "values" in as_map(data)
+
+
+def _injector_values(obj: K8sObject) -> K8sObject:
+    """istiod `HelmValues` from the injector ConfigMap's `data.values` (unknown stays unknown;
+    text that is not a JSON/YAML object judges as no values)."""
+    data = obj.get("data")
+    raw = UNKNOWN if data is UNKNOWN else get(data, "values")
+    values: Any = UNKNOWN if raw is UNKNOWN else (_parse_yaml_mapping(raw) or {})
+    return K8sObject(
+        group=HELM_VALUES[0],
+        version="v1",
+        kind=HELM_VALUES[1],
+        name=obj.name,
+        namespace=obj.namespace,
+        labels={},
+        annotations={},
+        body={"chart": "istiod", "values": values},
+        urn=obj.urn,
+        source=SOURCE_RESOURCE,
+        resource_type=obj.resource_type,
+        # `values.global.proxy.autoInject` is reported as data.values.global.proxy.autoInject.
+        origin="data",
+        namespace_set=obj.namespace_set,
+    )
 
 
 def _parse_yaml_mapping(raw: Any) -> Mapping[str, Any] | None:

@@ -612,7 +612,8 @@ POLICIES: Final = (
         catches="securityContext.privileged: true on any container, init container, ephemeral "
         "container or KServe model-format container (predictor/transformer/explainer, "
         "workerSpec, canary, ServingRuntime, LLMInferenceService templates); in Helm values: "
-        "istiod global.proxy.privileged (every sidecar), the gateway chart's "
+        "istiod global.proxy.privileged (every sidecar; also in the rendered "
+        "istio-sidecar-injector ConfigMap), the gateway chart's "
         "containerSecurityContext and KServe's kserve.storage.containerSecurityContext.",
         check=_with_chart_values(_privileged, _chart_privileged),
         kinds=WORKLOAD_KINDS | {HELM_VALUES},
