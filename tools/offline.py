@@ -32,6 +32,11 @@ from aimesh import cluster_version, settings, versions
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "aimesh"
+RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+CHART_TYPE = "kubernetes:helm.sh/v4:Chart"
+# Render mode's chart: a component whose objects come from the provider's `helm template`.
+TEMPLATE_TYPE = "kubernetes:helm.sh/v3:Chart"
+HELM_TEMPLATE = "kubernetes:helm:template"
 SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 - a marker, not a credential
 
 
@@ -67,6 +72,8 @@ class Evaluation:
     resources: list[Registered] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     stack: str = "test"
+    # Every provider function the program called: (token, arguments).
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def by_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -93,14 +100,74 @@ class Evaluation:
     def urn_of(self, name: str) -> str:
         return next(r.urn for r in self.resources if r.name == name)
 
+    def chart_installs(self) -> list[ChartInstall]:
+        """Every Helm chart the program installs, however: a v3 Release or a v4 Chart (from its
+        inputs) or, in render mode, a v3 Chart (a component with no inputs of its own: from
+        the `helm template` call it made, matched by release name)."""
+        templates = {
+            opts.get("release_name"): opts
+            for token, args in self.calls
+            if token == HELM_TEMPLATE and isinstance(args.get("jsonOpts"), str)
+            for opts in [json.loads(args["jsonOpts"])]
+        }
+        found: list[ChartInstall] = []
+        for r in self.resources:
+            if r.type in (RELEASE_TYPE, CHART_TYPE):
+                repo = (r.inputs.get("repositoryOpts") or {}).get("repo")
+                found.append(
+                    ChartInstall(
+                        urn=r.urn,
+                        type=r.type,
+                        release=str(r.inputs.get("name") or r.name),
+                        chart=str(r.inputs.get("chart", "")),
+                        version=r.inputs.get("version"),
+                        repo=repo,
+                        namespace=str(r.inputs.get("namespace", "")),
+                        values=r.inputs.get("values") or {},
+                    )
+                )
+            elif r.type == TEMPLATE_TYPE and r.name in templates:
+                opts = templates[r.name]
+                found.append(
+                    ChartInstall(
+                        urn=r.urn,
+                        type=r.type,
+                        release=r.name,
+                        chart=str(opts.get("chart") or opts.get("path") or ""),
+                        version=opts.get("version"),
+                        repo=(opts.get("fetch_opts") or {}).get("repo"),
+                        namespace=str(opts.get("namespace", "")),
+                        values=opts.get("values") or {},
+                    )
+                )
+        return found
+
+
+@dataclass(frozen=True)
+class ChartInstall:
+    """One Helm chart a stack installs, whichever resource installs it."""
+
+    urn: str
+    type: str
+    release: str
+    # As given: a chart name (with `repo`), an oci:// reference or a local path.
+    chart: str
+    version: str | None
+    repo: str | None
+    namespace: str
+    values: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        """The chart's own name: `cert-manager`, `istiod`, `kserve-resources`."""
+        base = self.chart.rstrip("/").rsplit("/", 1)[-1]
+        return re.sub(r"-v?\d+\.\d+\.\d+.*\.tgz$", "", base)
+
 
 # Outputs a real provider would compute that the program reads back (extend as needed).
 ComputedOutputs = Callable[[pulumi_mocks.MockResourceArgs], Mapping[str, Any]]
-
-
 # What a provider function returns, by token and arguments.
 Invokes = Callable[[str, Mapping[str, Any]], Mapping[str, Any]]
-HELM_TEMPLATE = "kubernetes:helm:template"
 
 
 def no_rendering(token: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -118,9 +185,10 @@ def _computed(args: pulumi_mocks.MockResourceArgs) -> Mapping[str, Any]:
 
 
 class _Mocks(pulumi_mocks.Mocks):
-    def __init__(self, computed: ComputedOutputs, invokes: Invokes) -> None:
+    def __init__(self, computed: ComputedOutputs, invokes: Invokes, into: Evaluation) -> None:
         self._computed = computed
         self._invokes = invokes
+        self._into = into
 
     def new_resource(
         self, args: pulumi_mocks.MockResourceArgs
@@ -130,6 +198,7 @@ class _Mocks(pulumi_mocks.Mocks):
         return f"{args.name}-id", state
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        self._into.calls.append((args.token, dict(args.args)))
         return dict(self._invokes(args.token, args.args)), []
 
 
@@ -389,7 +458,7 @@ def evaluate(
     result.stack = stack
     pulumi_settings.reset_options(project=PROJECT, stack=stack, preview=preview)
     set_all_config(dict(config), secret_keys or [])
-    mocks = _Mocks(computed, invokes)
+    mocks = _Mocks(computed, invokes, result)
     pulumi.runtime.set_mocks(
         mocks,
         project=PROJECT,

@@ -7,8 +7,13 @@ The rule (docs/platform.md has the per-chart table and the reasons):
 - v3 `Release` when the chart needs what only Helm's install does: hooks (v4 drops them outside
   render mode) or objects a controller rewrites at runtime (a v4-managed copy would be fought
   over on every update).
-- Always v4 in render mode: a Release installs into a live cluster and cannot render to a
-  directory. Hooks are then kept in the output so the GitOps tool that applies it runs them.
+- Always v3 `Chart` in render mode: a Release installs into a live cluster and cannot render to
+  a directory, and a v4 Chart renders for Helm's built-in Kubernetes v1.20.0 when there is no
+  cluster to ask (below), so a chart that requires a newer Kubernetes (cert-manager: >= 1.22)
+  fails to render. The v3 Chart renders client-side (the provider's `helm template`) for
+  `aimesh:kubernetesVersion`; each rendered object is registered as a typed resource, so
+  CrossGuard judges every one of them, and hooks are kept in the output so the GitOps tool
+  that applies it runs them.
 
 A Release shows CrossGuard only its values, never the objects it deploys. So every Release is
 mirrored: the same chart, version and values rendered client-side by a Helm v3 `Chart` (`helm
@@ -67,10 +72,14 @@ class ChartSpec:
     skip_crds: bool = False
 
 
-def method(spec: ChartSpec, *, render: bool) -> Literal["release", "chart"]:
-    """`release` (Helm v3 Release) or `chart` (Helm v4 Chart) for `spec`."""
+Method = Literal["release", "chart", "template"]
+
+
+def method(spec: ChartSpec, *, render: bool) -> Method:
+    """`release` (Helm v3 Release), `chart` (Helm v4 Chart) or, in render mode, `template`
+    (Helm v3 Chart: rendered client-side for the stack's Kubernetes version) for `spec`."""
     if render:
-        return "chart"
+        return "template"
     return "release" if spec.hooks or spec.mutated_at_runtime else "chart"
 
 
@@ -87,7 +96,10 @@ def install(
     or a mirror; same version)."""
     render = settings.cluster_mode == "render"
     where = locate(settings, spec.chart, spec.version, spec.repo)
-    if method(spec, render=render) == "release":
+    how = method(spec, render=render)
+    if how == "template":
+        return _template(spec, where, settings=settings, opts=opts)
+    if how == "release":
         release = k8s.helm.v3.Release(
             resource_name,
             k8s.helm.v3.ReleaseArgs(
@@ -121,7 +133,6 @@ def install(
         repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=where.repo) if where.repo else None,
         values=spec.values,
         skip_crds=spec.skip_crds,
-        include_hooks=render and spec.hooks,
         opts=opts,
     )
 
@@ -157,12 +168,31 @@ def _mirror(
         metadata = obj.setdefault("metadata", {})
         metadata["annotations"] = {**(metadata.get("annotations") or {}), RENDERED_FROM: stamp}
 
+    _template(
+        spec,
+        where,
+        settings=settings,
+        opts=pulumi.ResourceOptions(parent=parent, provider=renderer),
+        transformations=[stamped],
+    )
+
+
+def _template(
+    spec: ChartSpec,
+    where: ChartLocation,
+    *,
+    settings: Settings,
+    opts: pulumi.ResourceOptions,
+    transformations: list[Any] | None = None,
+) -> pulumi.Resource:
+    """A Helm v3 Chart: `helm template` for the Kubernetes version the stack targets (its
+    resource name is the release name, which Helm renders into object names)."""
     common: dict[str, Any] = {
         "namespace": spec.namespace,
         "values": spec.values,
         "skip_crd_rendering": spec.skip_crds,
         "kube_version": kubernetes_version(settings),
-        "transformations": [stamped],
+        "transformations": transformations,
     }
     config: k8s.helm.v3.ChartOpts | k8s.helm.v3.LocalChartOpts
     if settings.chart_source == "directory":
@@ -175,9 +205,7 @@ def _mirror(
             fetch_opts=k8s.helm.v3.FetchOpts(repo=where.repo) if where.repo else None,
             **common,
         )
-    k8s.helm.v3.Chart(
-        spec.release, config, opts=pulumi.ResourceOptions(parent=parent, provider=renderer)
-    )
+    return k8s.helm.v3.Chart(spec.release, config, opts=opts)
 
 
 # One answer per target and program run: an existing cluster is asked once, not per Release.
@@ -185,7 +213,7 @@ _VERSIONS: dict[tuple[str | None, ...], str] = {}
 
 
 def kubernetes_version(settings: Settings) -> str:
-    """The Kubernetes version a mirror renders for (Helm's `--kube-version`): the one the stack
+    """The Kubernetes version a chart renders for (Helm's `--kube-version`): the one the stack
     targets (`cluster_version.check`: the cluster's own in `existing` mode, the kind node's, or
     `aimesh:kubernetesVersion`), so the mirror renders what the Release installs."""
     key = (

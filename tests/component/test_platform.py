@@ -47,6 +47,7 @@ pulumi.export("issuer", cert_manager.issuer)
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 CHART = "kubernetes:helm.sh/v4:Chart"
+TEMPLATE = "kubernetes:helm.sh/v3:Chart"
 EXISTING: dict[str, Any] = {"clusterMode": "existing", "kubeContext": "prod"}
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
@@ -68,11 +69,14 @@ def _one(evaluation: offline.Evaluation, name: str) -> offline.Registered:
 
 
 def _charts(evaluation: offline.Evaluation) -> dict[str, offline.Registered]:
-    """The charts installed on the cluster (not the Releases' render-only mirrors)."""
+    """The charts installed (on the cluster, or rendered in render mode), not the Releases'
+    render-only mirrors (Helm v3 Charts on a `-rendered` provider)."""
     return {
         r.name: r
         for r in evaluation.resources
-        if r.type in (RELEASE, CHART) and not r.name.endswith(MIRROR_SUFFIX)
+        if r.type in (RELEASE, CHART, TEMPLATE)
+        and not r.name.endswith(MIRROR_SUFFIX)
+        and MIRROR_SUFFIX not in r.provider
     }
 
 
@@ -247,11 +251,81 @@ def test_chart_methods_on_a_cluster(existing: offline.Evaluation) -> None:
     }
 
 
-def test_render_mode_uses_only_v4_charts_and_keeps_hooks(render: offline.Evaluation) -> None:
+def _templates(evaluation: offline.Evaluation) -> dict[str, dict[str, Any]]:
+    """The options of each `helm template` the provider was asked for, by release."""
+    found: dict[str, dict[str, Any]] = {}
+    for token, args in evaluation.calls:
+        if token == "kubernetes:helm:template":
+            opts = json.loads(args["jsonOpts"])
+            found[opts["release_name"]] = opts
+    return found
+
+
+def test_render_mode_renders_every_chart_for_the_stacks_kubernetes(
+    render: offline.Evaluation,
+) -> None:
     charts = _charts(render)
-    assert {r.type for r in charts.values()} == {CHART}
-    assert charts["aimesh-cert-manager"].inputs["includeHooks"] is True
-    assert charts["aimesh-istiod"].inputs["includeHooks"] is False
+    # Helm v3 Charts, named by their release (Helm renders it into object names).
+    assert {r.type for r in charts.values()} == {TEMPLATE}
+    assert set(charts) == {
+        "cert-manager", "istio-base", "istiod", "aimesh-ingressgateway", "kserve-crd", "kserve",
+        "kserve-runtime-configs",
+    }  # fmt: skip
+    templates = _templates(render)
+    assert set(templates) == set(charts)
+    for release, opts in templates.items():
+        # Not Helm's built-in v1.20.0: charts requiring a newer Kubernetes render.
+        assert opts["kube_version"] == "v1.35", release
+        assert opts["values"] is not None, release
+    assert templates["cert-manager"]["chart"] == "cert-manager"
+    assert templates["cert-manager"]["version"] == versions.CERT_MANAGER
+    assert templates["cert-manager"]["fetch_opts"]["repo"] == versions.CERT_MANAGER_REPO
+    assert templates["cert-manager"]["namespace"] == "cert-manager"
+    # OCI charts are pulled by reference, no repository.
+    assert templates["kserve"]["chart"].startswith("oci://")
+    assert templates["kserve"].get("fetch_opts") is None
+
+
+def test_render_mode_kubernetes_version_and_chart_directory(tmp_path: Path) -> None:
+    (tmp_path / "charts").mkdir()
+    archive = tmp_path / "charts" / f"cert-manager-{versions.CERT_MANAGER}.tgz"
+    archive.write_bytes(b"")
+    evaluation = _evaluate(
+        tmp_path,
+        clusterMode="render",
+        kubernetesVersion="v1.33.4",
+        chartSource="directory",
+        chartDirectory=str(tmp_path / "charts"),
+        bringYourOwn=["istio", "kserve"],
+    )
+    (opts,) = _templates(evaluation).values()
+    assert opts["kube_version"] == "v1.33.4"
+    # A local archive is loaded from its path, never fetched.
+    assert opts["path"] == str(archive.resolve())
+    assert opts.get("fetch_opts") is None
+
+
+def test_rendered_objects_are_registered_as_typed_children(tmp_path: Path) -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "cert-manager", "namespace": "cert-manager"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}},
+    }
+
+    def invokes(token: str, args: Any) -> dict[str, Any]:
+        if token == "kubernetes:helm:template":
+            opts = json.loads(args["jsonOpts"])
+            return {"result": [deployment] if opts["release_name"] == "cert-manager" else []}
+        return {}
+
+    evaluation = _evaluate(tmp_path, invokes=invokes, clusterMode="render")
+    chart = _charts(evaluation)["cert-manager"]
+    (child,) = [r for r in evaluation.resources if r.parent == chart.urn]
+    # What the policy pack judges: a typed resource with the rendered object as its inputs.
+    assert child.type == "kubernetes:apps/v1:Deployment"
+    assert child.inputs["metadata"]["name"] == "cert-manager"
+    assert child.inputs["spec"] == deployment["spec"]
 
 
 def test_releases_wait_for_readiness_and_hook_jobs(existing: offline.Evaluation) -> None:
@@ -485,9 +559,10 @@ def test_existing_cluster_reads_the_address_from_the_gateway_chart(
         (False, False, False, "chart"),
         (True, False, False, "release"),
         (False, True, False, "release"),
-        # A Release cannot render to a directory: render mode is always a v4 Chart.
-        (True, True, True, "chart"),
-        (False, False, True, "chart"),
+        # A Release cannot render to a directory, a v4 Chart cannot be told the Kubernetes
+        # version: render mode is always a v3 Chart (helm template).
+        (True, True, True, "template"),
+        (False, False, True, "template"),
     ],
 )
 def test_chart_method_rule(hooks: bool, mutated: bool, render: bool, expected: str) -> None:

@@ -9,6 +9,7 @@ policy pack runs). Skipped, with the reason, only where Go is absent to build th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,21 @@ def envoy_filters(stack: str) -> list[dict[str, Any]]:
 
 
 def istiod_mesh_config(stack: str) -> dict[str, Any]:
+    evaluation = evaluated(stack)
     releases = [
         r.inputs
-        for r in evaluated(stack).resources
+        for r in evaluation.resources
         if r.type.startswith("kubernetes:helm.sh/")
         and str(r.inputs.get("chart")) == "istiod"
         and not r.name.endswith(MIRROR_SUFFIX)  # the Release's render-only mirror: same values
+    ]
+    # Render mode's Helm v3 Chart hands its values to the provider's `helm template` (on a
+    # cluster, the Release's mirror does the same with the same values: not counted twice).
+    releases = releases or [
+        opts
+        for token, args in evaluation.calls
+        if token == offline.HELM_TEMPLATE
+        and (opts := json.loads(args["jsonOpts"])).get("chart") == "istiod"
     ]
     assert len(releases) == 1, f"{stack}: expected one istiod release, found {len(releases)}"
     mesh: dict[str, Any] = releases[0]["values"]["meshConfig"]

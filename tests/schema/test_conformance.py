@@ -31,21 +31,19 @@ def reveal(value: Any) -> Any:
     return value
 
 
-def chart_values_key(resource: offline.Registered) -> str | None:
-    """The `tools.schemas.CHART_VALUES` key of a registered chart, None if it has no
+def chart_values_key(chart: offline.ChartInstall) -> str | None:
+    """The `tools.schemas.CHART_VALUES` key of an installed chart, None if it has no
     reference values. Istio's chart names are generic (`base`, `gateway`), so Istio's
     repository disambiguates them."""
-    chart = str(resource.inputs.get("chart", "")).rsplit("/", 1)[-1]
-    repo = (resource.inputs.get("repositoryOpts") or {}).get("repo")
-    if repo == versions.ISTIO_REPO:
-        return ISTIO_CHARTS.get(chart)
-    if chart in CHART_KEYS:
-        return CHART_KEYS[chart]
-    return chart if chart in schemas.CHART_VALUES else None
+    if chart.repo == versions.ISTIO_REPO:
+        return ISTIO_CHARTS.get(chart.name)
+    if chart.name in CHART_KEYS:
+        return CHART_KEYS[chart.name]
+    return chart.name if chart.name in schemas.CHART_VALUES else None
 
 
-def _charts(evaluation: offline.Evaluation) -> list[offline.Registered]:
-    return [r for r in evaluation.resources if r.type in CHART_TYPES]
+def _charts(evaluation: offline.Evaluation) -> list[offline.ChartInstall]:
+    return evaluation.chart_installs()
 
 
 def _is_patch(resource: offline.Registered) -> bool:
@@ -79,21 +77,21 @@ def test_every_chart_is_pinned(stack_evaluation: offline.Evaluation) -> None:
     charts = _charts(stack_evaluation)
     assert charts
     for chart in charts:
-        assert chart.inputs.get("version"), f"{chart.name}: chart version must be pinned"
+        assert chart.version, f"{chart.release}: chart version must be pinned"
 
 
 def test_every_chart_values_key_exists_upstream(stack_evaluation: offline.Evaluation) -> None:
     problems: list[str] = []
     checked = 0
     for chart in _charts(stack_evaluation):
-        values = reveal(chart.inputs.get("values") or {})
+        values = reveal(chart.values)
         key = chart_values_key(chart)
         if key is None:
             if values:
-                problems.append(f"{chart.name}: no upstream reference values for its chart")
+                problems.append(f"{chart.release}: no upstream reference values for its chart")
             continue
         checked += 1
-        problems += [f"{chart.name}: {p}" for p in schemas.validate_values(key, values)]
+        problems += [f"{chart.release}: {p}" for p in schemas.validate_values(key, values)]
     assert checked, "no chart values were checked"
     assert problems == []
 
@@ -110,18 +108,14 @@ def test_every_chart_values_key_exists_upstream(stack_evaluation: offline.Evalua
     ],
 )
 def test_chart_values_key(chart: str, repo: str | None, key: str | None) -> None:
-    inputs: dict[str, Any] = {"chart": chart}
-    if repo:
-        inputs["repositoryOpts"] = {"repo": repo}
-    registered = offline.Registered(
-        type=CHART_TYPES[1],
-        name="x",
+    install = offline.ChartInstall(
         urn="urn",
-        inputs=inputs,
-        custom=False,
-        parent="",
-        dependencies=[],
-        provider="",
-        remote=True,
+        type=CHART_TYPES[1],
+        release="x",
+        chart=chart,
+        version="1",
+        repo=repo,
+        namespace="n",
+        values={},
     )
-    assert chart_values_key(registered) == key
+    assert chart_values_key(install) == key

@@ -197,6 +197,12 @@ CASES = [
         ("'istio-ingress' is reserved for the platform", "aimesh-observability", "kube-system"),
     ),
     Bad(
+        # Stack config arrives as JSON text: an unquoted 1.30 would be the number 1.3.
+        "kubernetes-version-without-v",
+        {"clusterMode": "render", "kubernetesVersion": 1.3},
+        ("aimesh:kubernetesVersion:", "with its v", "v1.35"),
+    ),
+    Bad(
         "trust-domain-not-a-hostname",
         {"trustDomain": "Cluster Local"},
         ("aimesh:trustDomain:", "not a valid lowercase DNS hostname"),
