@@ -2,22 +2,29 @@
 
 Each function is one step: it drives the real CLI (Automation API, see e2e/engine.py) and then
 looks at the API server itself; it raises ScenarioError naming what did not hold and returns the
-step's figures for the report.
+step's figures for the report. `STEPS` at the end is the scenario: the steps in the order they
+run (docs/e2e.md, "Adding a step").
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
-from collections.abc import Mapping
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pulumi import automation as auto
 
+from aimesh.namespaces import CERT_MANAGER_NAMESPACE
+from e2e import runtime_steps
 from e2e.checks import (
     ObjectRef,
     Resources,
@@ -71,11 +78,36 @@ WEAKENINGS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 CANARY_MODEL = "churn-scorer"
+# Render mode's chart type (aimesh/components/charts.py): its children are the rendered objects.
+RENDERED_CHART = "kubernetes:helm.sh/v3:Chart"
 
 
 def require(condition: object, message: str) -> None:
     if not condition:
         raise ScenarioError(message)
+
+
+@dataclass
+class Observed:
+    """What the engine reported during one command, from its event stream: the policy
+    violations (policy, enforcement level) and the resources it planned (URN, type)."""
+
+    violations: list[tuple[str, str]] = field(default_factory=list)
+    resources: list[tuple[str, str]] = field(default_factory=list)
+
+    def __call__(self, event: auto.EngineEvent) -> None:
+        if event.policy_event is not None:
+            policy = event.policy_event
+            self.violations.append((policy.policy_name, policy.enforcement_level))
+        if event.resource_pre_event is not None:
+            meta = event.resource_pre_event.metadata
+            self.resources.append((meta.urn, meta.type))
+
+    def count(self, level: str) -> int:
+        return sum(1 for _, lvl in self.violations if lvl == level)
+
+    def named(self, level: str) -> list[str]:
+        return sorted({name for name, lvl in self.violations if lvl == level})
 
 
 @dataclass
@@ -113,25 +145,27 @@ class Scenario:
         exported = self.the_stack().export_stack().deployment
         return dict(exported or {})
 
-    def preview(self, **extra: Any) -> auto.PreviewResult:
+    def preview(self, observed: Observed | None = None, **extra: Any) -> auto.PreviewResult:
         return self.the_stack().preview(
             policy_packs=self.packs["policy_packs"],
             policy_pack_configs=self.packs["policy_pack_configs"],
             diff=False,
+            on_event=observed,
             **extra,
         )
 
-    def up(self) -> auto.UpResult:
+    def up(self, observed: Observed | None = None) -> auto.UpResult:
         return self.the_stack().up(
             policy_packs=self.packs["policy_packs"],
             policy_pack_configs=self.packs["policy_pack_configs"],
+            on_event=observed,
         )
 
 
 def bring_your_own(sc: Scenario) -> dict[str, Any]:
     """The platform team's installs that stand in for components no Go module serves."""
     api = sc.cluster.api
-    applied = 0
+    pending: set[str] = set()
     for crd_paths, namespaces in BROUGHT.values():
         for ns in namespaces:
             api.apply(
@@ -150,21 +184,50 @@ def bring_your_own(sc: Scenario) -> dict[str, Any]:
                         object_path("apiextensions.k8s.io/v1", "customresourcedefinitions", name),
                         doc,
                     )
-                    applied += 1
-    crds = object_path("apiextensions.k8s.io/v1", "customresourcedefinitions")
+                    pending.add(name)
+    applied = len(pending)
 
     def established() -> bool:
-        items = api.items(crds)
-        return all(
-            any(
-                c.get("type") == "Established" and c.get("status") == "True"
-                for c in i.get("status", {}).get("conditions", [])
-            )
-            for i in items
-        )
+        # One CRD at a time (a list would carry every schema, megabytes, on each poll).
+        for name in sorted(pending):
+            crd = api.get(object_path("apiextensions.k8s.io/v1", "customresourcedefinitions", name))
+            conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+            if any(
+                c.get("type") == "Established" and c.get("status") == "True" for c in conditions
+            ):
+                pending.discard(name)
+        return not pending
 
-    wait_for("upstream CRDs Established", established, timeout=120)
+    wait_for("upstream CRDs Established", established, timeout=120, interval=1)
     return {"crds_applied": applied, "components": len(BROUGHT)}
+
+
+def cert_manager_controller(sc: Scenario) -> dict[str, Any]:
+    """cert-manager's real controller (the pinned release, built by the toolchain) on the host,
+    against this run's API server: the chart's own controller pod is kwok's and runs nothing.
+    It starts before cert-manager's CRDs exist (the program installs them); its informers list
+    them once they do, as a controller pod started by the chart would."""
+    cluster = sc.cluster
+    process = cluster.spawn(
+        "cert-manager-controller",
+        [
+            str(sc.engine.tc.tool("cert-manager-controller")),
+            f"--kubeconfig={cluster.kubeconfig}",
+            # Where ClusterIssuers' secrets live: the chart passes the namespace it runs in.
+            f"--cluster-resource-namespace={CERT_MANAGER_NAMESPACE}",
+            "--v=2",
+        ],
+    )
+
+    def started() -> bool:
+        cluster.check_alive()
+        return "starting controllers" in process.log.read_text(errors="replace")
+
+    seconds = wait_for("cert-manager controller started", started, timeout=60)
+    found = re.search(r'controllers"?=\[([^\]]*)\]', process.log.read_text(errors="replace"))
+    controllers = len(found.group(1).split(",")) if found else 0
+    require(controllers, "the cert-manager controller started no controllers")
+    return {"controllers": controllers, "start_seconds": round(seconds, 2)}
 
 
 def edit_config(project: Path, stack: str, changes: dict[str, Any]) -> None:
@@ -210,12 +273,33 @@ def _counts(summary: Mapping[Any, int] | None) -> dict[str, int]:
 def step_a_preview(sc: Scenario) -> dict[str, Any]:
     """a. preview with the pack: succeeds, no mandatory violation."""
     create_stack(sc)
-    result = sc.preview()
-    out = result.stdout
-    require("aimesh-zero-trust" in out, "the CLI did not load the policy pack")
-    require("mandatory" not in out.lower(), f"mandatory violations in the preview:\n{out[-3000:]}")
-    advisory = len(re.findall(r"\[advisory\]", out))
-    return {**_counts(result.change_summary), "advisory_violations": advisory}
+    observed = Observed()
+    result = sc.preview(observed)
+    require("aimesh-zero-trust" in result.stdout, "the CLI did not load the policy pack")
+    require(
+        not observed.count("mandatory"),
+        f"mandatory violations in the preview: {observed.named('mandatory')}",
+    )
+    return {
+        **_counts(result.change_summary),
+        "mandatory_violations": 0,
+        "advisory_violations": observed.count("advisory"),
+    }
+
+
+def _canary_percent(isvc: Json | None) -> int | None:
+    """The traffic share of an InferenceService's canary (KServe v0.20: `spec.canary[]`)."""
+    canaries = ((isvc or {}).get("spec") or {}).get("canary") or []
+    return sum(int(c.get("trafficPercent", 0)) for c in canaries) if canaries else None
+
+
+def _denies_all(policy: Json) -> bool:
+    """An AuthorizationPolicy that allows nothing to every workload it covers: ALLOW (the
+    default action) with no rules, no selector and no targetRefs (`spec: {}` is one)."""
+    spec = policy.get("spec") or {}
+    return spec.get("action", "ALLOW") == "ALLOW" and not (
+        spec.get("rules") or spec.get("selector") or spec.get("targetRefs")
+    )
 
 
 def semantic_checks(sc: Scenario) -> int:
@@ -246,8 +330,7 @@ def semantic_checks(sc: Scenario) -> int:
     checks += 1
     root = items("security.istio.io/v1", "authorizationpolicies", "istio-system")
     require(
-        any(not p.get("spec") for p in root),
-        "no root deny-all AuthorizationPolicy in istio-system",
+        any(_denies_all(p) for p in root), "no root deny-all AuthorizationPolicy in istio-system"
     )
     checks += 1
     ra = items("security.istio.io/v1", "requestauthentications", "istio-ingress")
@@ -268,7 +351,7 @@ def semantic_checks(sc: Scenario) -> int:
         )
         if model.get("canary"):
             require(
-                predictor.get("canaryTrafficPercent") == model["canary"]["trafficPercent"],
+                _canary_percent(isvc) == model["canary"]["trafficPercent"],
                 f"{model['name']}: canary traffic not {model['canary']['trafficPercent']}%",
             )
         policies = items("security.istio.io/v1", "authorizationpolicies", ns)
@@ -277,12 +360,21 @@ def semantic_checks(sc: Scenario) -> int:
             for p in policies
             if p["spec"].get("action", "ALLOW") == "ALLOW" and p["spec"].get("rules")
         ]
-        deny_all = [p for p in policies if not p.get("spec")]
+        deny_all = [p for p in policies if _denies_all(p)]
         require(deny_all, f"{model['name']}: no namespace deny-all")
         principals = json.dumps(allow)
+        windows = [p for p in policies if p["metadata"].get("labels", {}).get("aimesh.io/window")]
         for caller in model.get("callers", []):
             principal = f"cluster.local/ns/{caller['namespace']}/sa/{caller['serviceAccount']}"
-            require(principal in principals, f"{model['name']}: no ALLOW rule for {principal}")
+            if caller.get("windows"):
+                # A batch caller's ALLOW is created closed (allows nothing); CronJobs open it
+                # during its windows (docs/models.md).
+                require(
+                    any(not p["spec"].get("rules") for p in windows),
+                    f"{model['name']}: no closed window ALLOW for {principal}",
+                )
+            else:
+                require(principal in principals, f"{model['name']}: no ALLOW rule for {principal}")
             checks += 1
         netpols = items("networking.k8s.io/v1", "networkpolicies", ns)
         require(netpols, f"{model['name']}: no NetworkPolicy")
@@ -304,12 +396,55 @@ def semantic_checks(sc: Scenario) -> int:
     return checks + 2
 
 
+def issued_certificates(sc: Scenario, deployment: Json) -> int:
+    """Every Certificate of the stack was issued by cert-manager's controller: Ready, its
+    Secret holds the key pair, and the certificate verifies against the CA in that Secret,
+    which is aimesh's root CA (the self-signed root signs itself)."""
+    api = sc.cluster.api
+    certificates = [r for _, r in state_objects(deployment) if r.kind == "Certificate"]
+    require(certificates, "the stack has no Certificate (issuerType selfSignedCA makes two)")
+    roots: set[str] = set()
+    leaves: list[tuple[ObjectRef, str, str]] = []
+    for ref in certificates:
+        live = api.get(sc.api_resources().path(ref)) or {}
+        conditions = (live.get("status") or {}).get("conditions") or []
+        require(
+            any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+            f"{ref} is not Ready: {conditions}",
+        )
+        secret = api.get(object_path("v1", "secrets", live["spec"]["secretName"], ref.namespace))
+        data = (secret or {}).get("data") or {}
+        require(
+            data.get("tls.crt") and data.get("tls.key") and data.get("ca.crt"),
+            f"{ref}: its Secret holds no key pair",
+        )
+        cert, ca = (base64.b64decode(data[k]).decode() for k in ("tls.crt", "ca.crt"))
+        if live["spec"].get("isCA"):
+            roots.add(cert)
+        leaves.append((ref, cert, ca))
+    with tempfile.TemporaryDirectory() as tmp:
+        for ref, cert, ca in leaves:
+            require(ca in roots, f"{ref} is not signed by aimesh's root CA")
+            (Path(tmp) / "ca.pem").write_text(ca)
+            (Path(tmp) / "cert.pem").write_text(cert)
+            verified = subprocess.run(
+                ["openssl", "verify", "-CAfile", "ca.pem", "cert.pem"],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            require(verified.returncode == 0, f"{ref}: {verified.stdout}{verified.stderr}")
+    return len(leaves)
+
+
 def step_b_up(sc: Scenario) -> dict[str, Any]:
     """b. up with the pack converges; every object is in the API and says what was meant."""
     result = sc.up()
     deployment = sc.deployment()
     figures = verify_objects(sc.cluster.api, sc.api_resources(), deployment)
     figures["semantic_checks"] = semantic_checks(sc)
+    figures["certificates_issued"] = issued_certificates(sc, deployment)
     return {**_counts(result.summary.resource_changes), **figures}
 
 
@@ -356,15 +491,15 @@ def step_d_weakening(sc: Scenario, which: str) -> dict[str, Any]:
     edit_config(sc.project, "e2e", {"aimesh:extraObjects": [manifest]})
     try:
         for action in ("preview", "up"):
+            observed = Observed()
             try:
-                sc.preview() if action == "preview" else sc.up()
+                sc.preview(observed) if action == "preview" else sc.up(observed)
             except auto.CommandError as err:
                 text = str(err)
                 require(
-                    policy in text, f"{action} failed, but not naming {policy}:\n{text[-3000:]}"
-                )
-                require(
-                    "mandatory" in text.lower(), f"{action}: {policy} not reported as mandatory"
+                    policy in observed.named("mandatory") and policy in text,
+                    f"{action} failed, but {policy} reported no mandatory violation "
+                    f"(violations: {observed.violations}):\n{text[-3000:]}",
                 )
             else:
                 raise ScenarioError(f"{action} succeeded with the {which} weakening")
@@ -420,10 +555,7 @@ def step_e_canary(sc: Scenario) -> dict[str, Any]:
             model.get("namespace", CANARY_MODEL),
         )
     )
-    require(
-        isvc and isvc["spec"]["predictor"].get("canaryTrafficPercent") == 20,
-        "the canary is not in the InferenceService",
-    )
+    require(_canary_percent(isvc) == 20, "the canary is not in the InferenceService")
     with_canary = len(state_objects(sc.deployment()))
     models[index] = model
     edit_config(sc.project, "e2e", {"aimesh:models": models})
@@ -475,7 +607,7 @@ def step_g_destroy(sc: Scenario) -> dict[str, Any]:
     }
 
 
-def step_h_ci_preview(sc: Scenario, charts: Path) -> dict[str, Any]:
+def step_h_ci_preview(sc: Scenario) -> dict[str, Any]:
     """h. the pull-request workflow's preview of the ci stack (render mode), charts offline."""
     stack = sc.engine.stack(sc.project, "ci")
     edit_config(
@@ -483,12 +615,80 @@ def step_h_ci_preview(sc: Scenario, charts: Path) -> dict[str, Any]:
         "ci",
         {
             "aimesh:chartSource": "directory",
-            "aimesh:chartDirectory": str(charts),
+            "aimesh:chartDirectory": str(sc.charts),
             "aimesh:bringYourOwn": sorted(BROUGHT),
         },
     )
+    observed = Observed()
     result = stack.preview(
-        policy_packs=sc.packs["policy_packs"], policy_pack_configs=sc.packs["policy_pack_configs"]
+        policy_packs=sc.packs["policy_packs"],
+        policy_pack_configs=sc.packs["policy_pack_configs"],
+        on_event=observed,
     )
     require("aimesh-zero-trust" in result.stdout, "the CLI did not load the policy pack")
-    return _counts(result.change_summary)
+    require(
+        not observed.count("mandatory"),
+        f"mandatory violations in the ci preview: {observed.named('mandatory')}",
+    )
+    # What the charts rendered, each judged by the pack as a resource of its own.
+    rendered = {(urn, rtype) for urn, rtype in observed.resources if f"{RENDERED_CHART}$" in urn}
+    kinds = {rtype for _, rtype in rendered}
+    require(
+        "kubernetes:apps/v1:Deployment" in kinds,
+        f"no rendered chart object reached the engine (rendered types: {sorted(kinds)})",
+    )
+    return {
+        **_counts(result.change_summary),
+        "rendered_chart_objects": len(rendered),
+        "mandatory_violations": 0,
+        "advisory_violations": observed.count("advisory"),
+    }
+
+
+# -- the scenario ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the scenario: `run` returns the step's figures, raises to fail it."""
+
+    name: str
+    description: str
+    run: Callable[[Scenario], dict[str, Any]]
+
+
+# In the order they run; the first failure stops the run. A step that needs the deployed stack
+# goes between b-up and g-destroy, one that needs none may go anywhere (docs/e2e.md).
+STEPS: list[Step] = [
+    Step("bring-your-own", "upstream CRDs of the components no module serves", bring_your_own),
+    Step(
+        "cert-manager-controller",
+        "cert-manager's real controller on the host, against the API server",
+        cert_manager_controller,
+    ),
+    Step(
+        "w-window-reconciler",
+        "the reconciler's shipped code, as its own identity, sets its policy back",
+        lambda sc: runtime_steps.window_reconciler(sc.cluster),
+    ),
+    Step("a-preview", "preview with the pack: 0 mandatory violations", step_a_preview),
+    Step("b-up", "up converges; every object checked through the API", step_b_up),
+    Step("c-no-changes", "preview --expect-no-changes: no perpetual diff", step_c_no_changes),
+    Step(
+        "guardrails",
+        "a model manager's kubectl routes refused in the API server",
+        step_guardrails,
+    ),
+    *(
+        Step(
+            f"d-weakening-{which}",
+            f"stopped by {policy}, cluster unchanged",
+            partial(step_d_weakening, which=which),
+        )
+        for which, (policy, _) in WEAKENINGS.items()
+    ),
+    Step("e-canary", "canary added, up, removed, up: no orphan", step_e_canary),
+    Step("f-export", "stack export holds no plain-text secret", step_f_export),
+    Step("g-destroy", "destroy leaves no object of the stack", step_g_destroy),
+    Step("h-ci-preview", "the PR workflow's preview: ci stack, offline charts", step_h_ci_preview),
+]

@@ -173,6 +173,132 @@ func main() {
 """
 
 
+CERT_MANAGER_MAIN = """\
+// cert-manager's controller, out of the cluster, for the e2e control plane. Upstream's main
+// (cmd/controller) is a module of its own that the Go module proxy does not serve; this main
+// does what its app.Run does with the importable pieces of github.com/cert-manager/cert-manager:
+// one controller.ContextFactory, every controller registered by the packages imported below,
+// then the shared informers. Only the controllers behind aimesh's self-signed root -> CA issuer
+// chain are compiled in (no ACME, Vault or Venafi): the issuers, the Certificate pipeline, the
+// CertificateRequest approver and the self-signed and CA signers. No leader election, metrics
+// or health servers: one instance, on 127.0.0.1's API server only.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cert-manager/cert-manager/pkg/controller"
+	logf "github.com/cert-manager/cert-manager/pkg/logs"
+	"k8s.io/klog/v2"
+
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/approver"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/ca"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/selfsigned"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/issuing"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/keymanager"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/readiness"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/requestmanager"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/revisionmanager"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/trigger"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/clusterissuers"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/issuers"
+	_ "github.com/cert-manager/cert-manager/pkg/issuer/ca"
+	_ "github.com/cert-manager/cert-manager/pkg/issuer/selfsigned"
+)
+
+func main() {
+	kubeconfig := flag.String("kubeconfig", "", "kubeconfig of the API server")
+	clusterResourceNamespace := flag.String("cluster-resource-namespace", "cert-manager",
+		"where ClusterIssuers' secrets live (the chart passes its own namespace)")
+	workers := flag.Int("workers", 5, "workers per controller (upstream's default)")
+	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
+	klog.InitFlags(klogFlags)
+	flag.Var(&verbosity{klogFlags}, "v", "log verbosity (klog -v)")
+	flag.Parse()
+	logf.InitLogs()
+	defer logf.FlushLogs()
+
+	root, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root = logf.NewContext(root, logf.Log, "cert-manager-controller")
+	log := logf.FromContext(root)
+
+	// Upstream's defaults (internal/apis/config/controller/v1alpha1) of what they read.
+	factory, err := controller.NewContextFactory(root, controller.ContextOptions{
+		Kubeconfig:         *kubeconfig,
+		KubernetesAPIQPS:   20,
+		KubernetesAPIBurst: 50,
+		IssuerOptions: controller.IssuerOptions{
+			ClusterResourceNamespace: *clusterResourceNamespace,
+		},
+		CertificateOptions: controller.CertificateOptions{
+			CopiedAnnotationPrefixes: []string{
+				"*", "-kubectl.kubernetes.io/", "-fluxcd.io/", "-argocd.argoproj.io/",
+			},
+			CertificateRequestMinimumBackoffDuration: time.Hour,
+			CertificateRequestMaximumBackoffDuration: 32 * time.Hour,
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cert-manager controller:", err)
+		os.Exit(1)
+	}
+	base, err := factory.Build()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cert-manager controller:", err)
+		os.Exit(1)
+	}
+
+	names := make([]string, 0, len(controller.Known()))
+	for name := range controller.Known() {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	log.Info("starting controllers", "controllers", names)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(names))
+	for _, name := range names {
+		iface, err := controller.Known()[name](factory)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cert-manager controller %s: %v\\n", name, err)
+			os.Exit(1)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := iface.Run(*workers, root); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				stop()
+			}
+		}()
+	}
+	base.SharedInformerFactory.Start(root.Done())
+	base.KubeSharedInformerFactory.Start(root.Done())
+	base.HTTP01ResourceMetadataInformersFactory.Start(root.Done())
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		fmt.Fprintln(os.Stderr, "cert-manager controller:", err)
+		os.Exit(1)
+	}
+}
+
+// verbosity forwards -v to klog, which cert-manager's logr logger writes through.
+type verbosity struct{ fs *flag.FlagSet }
+
+func (v *verbosity) String() string     { return "" }
+func (v *verbosity) Set(s string) error { return v.fs.Set("v", s) }
+"""
+
+
 def _staging_replaces(kube_mod: str, staging_version: str) -> list[str]:
     """Every k8s.io module that k8s.io/kubernetes requires at v0.0.0 (its staging tree)."""
     names = re.findall(r"^\s+(k8s\.io/[\w./-]+) v0\.0\.0$", kube_mod, flags=re.M)
@@ -181,12 +307,13 @@ def _staging_replaces(kube_mod: str, staging_version: str) -> list[str]:
 
 def skeletons(pins: dict[str, Any], kube_mod: str) -> dict[str, dict[str, str]]:
     """The wrapper modules before `go mod tidy`: go.mod heads and their main packages."""
-    p, prov, kube, kwok, etcd = (
+    p, prov, kube, kwok, etcd, cm = (
         pins["pulumi"],
         pins["provider"],
         pins["kubernetes"],
         pins["kwok"],
         pins["etcd"],
+        pins["cert-manager"],
     )
     header = "// Generated by `python -m e2e.toolchain --regen` from e2e/pins.toml. Do not edit.\n"
     kube_tools = "".join(f"\t{kube['module']}/{c}\n" for c in kube["commands"])
@@ -215,6 +342,11 @@ def skeletons(pins: dict[str, Any], kube_mod: str) -> dict[str, dict[str, str]]:
             f"require {etcd['module']} {etcd['version']}\n",
             "main.go": ETCD_MAIN,
         },
+        "certmanager": {
+            "go.mod": f"{header}module aimesh.e2e/certmanager\n\ngo 1.26.0\n\n"
+            f"require {cm['module']} {cm['version']}\n",
+            "main.go": CERT_MANAGER_MAIN,
+        },
     }
 
 
@@ -238,8 +370,9 @@ def _provider_embeds(pins: dict[str, Any], env: dict[str, str], dest: Path) -> N
     (dest / "terraform-mapping-embed.json").write_text(json.dumps(mapping, separators=(",", ":")))
 
 
-def regen(root: Path) -> None:
-    """Rewrite e2e/go/*/go.mod and go.sum from the pins (needs the Go module proxy)."""
+def regen(root: Path, only: list[str] | None = None) -> None:
+    """Rewrite e2e/go/*/go.mod and go.sum from the pins (needs the Go module proxy); `only`
+    names the wrapper modules to rewrite (all by default)."""
     pins = load_pins()
     env = go_env(root)
     env["GOFLAGS"] = "-modcacherw -mod=mod"
@@ -247,6 +380,8 @@ def regen(root: Path) -> None:
         kube = pins["kubernetes"]
         kube_mod = Path(_download(kube["module"], kube["version"], env, Path(tmp))["GoMod"])
         for name, files in skeletons(pins, kube_mod.read_text()).items():
+            if only and name not in only:
+                continue
             work = Path(tmp) / name
             work.mkdir()
             for fname, text in files.items():
@@ -311,6 +446,14 @@ def build(tc: Toolchain, *, force: bool = False) -> dict[str, Any]:
     shutil.copy2(tc.tool("pulumi-resource-kubernetes"), plugin_dir / "pulumi-resource-kubernetes")
 
     go_build("etcd", "etcd", ".", LDFLAGS_BASE)
+
+    cm = pins["cert-manager"]
+    go_build(
+        "certmanager",
+        "cert-manager-controller",
+        ".",
+        _ldflags(f"{cm['module']}/pkg/util.AppVersion={cm['version']}"),
+    )
 
     kube = pins["kubernetes"]
     major, minor = kube["version"].lstrip("v").split(".")[:2]
@@ -391,12 +534,17 @@ def package_chart(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--regen", action="store_true", help="rewrite e2e/go from the pins")
+    parser.add_argument(
+        "--regen",
+        nargs="*",
+        metavar="MODULE",
+        help="rewrite e2e/go (or only the named wrapper modules) from the pins",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     parser.add_argument("--print-root", action="store_true", help="print the toolchain dir")
     args = parser.parse_args(argv)
-    if args.regen:
-        regen(cache_root())
+    if args.regen is not None:
+        regen(cache_root(), args.regen)
         return 0
     tc = current()
     if args.print_root:

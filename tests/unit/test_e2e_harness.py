@@ -34,6 +34,7 @@ def _replaces(module: str) -> dict[str, str]:
         ("kube", PINS["kubernetes"]["module"], PINS["kubernetes"]["version"]),
         ("kube", PINS["kwok"]["module"], PINS["kwok"]["version"]),
         ("etcd", PINS["etcd"]["module"], PINS["etcd"]["version"]),
+        ("certmanager", PINS["cert-manager"]["module"], PINS["cert-manager"]["version"]),
     ],
 )
 def test_wrapper_modules_build_the_pinned_versions(module: str, path: str, version: str) -> None:
@@ -53,7 +54,7 @@ def test_every_kubernetes_staging_module_is_one_release() -> None:
 
 
 def test_wrapper_modules_have_checksums() -> None:
-    for module in ("pulumi", "provider", "kube", "etcd"):
+    for module in ("pulumi", "provider", "kube", "etcd", "certmanager"):
         go_sum = (toolchain.MODULES / module / "go.sum").read_text()
         assert go_sum.count(" h1:") > 50, module
 
@@ -171,3 +172,81 @@ def test_state_objects_skip_charts_providers_reads_and_rendered_only() -> None:
     }
     refs = [ref for _, ref in checks.state_objects(deployment)]
     assert [str(r) for r in refs] == ["PeerAuthentication istio-system/default"]
+
+
+def test_cert_manager_controller_is_the_charts_release() -> None:
+    # The controller that issues the e2e certificates is the release the chart installs.
+    assert PINS["cert-manager"]["module"] == PINS["charts"]["cert-manager"]["module"]
+    assert PINS["cert-manager"]["version"] == PINS["charts"]["cert-manager"]["version"]
+
+
+def test_cert_manager_main_compiles_in_only_the_issuer_chain() -> None:
+    main = (toolchain.MODULES / "certmanager" / "main.go").read_text()
+    assert main == toolchain.CERT_MANAGER_MAIN
+    imported = set(re.findall(r'_ "github.com/cert-manager/cert-manager/pkg/([\w/]+)"', main))
+    assert "controller/certificaterequests/approver" in imported
+    assert {"issuer/selfsigned", "issuer/ca"} <= imported
+    # No ACME, Vault or Venafi: nothing in the e2e stack uses them.
+    assert not [p for p in imported if re.search(r"acme|vault|venafi", p)]
+
+
+class _FakeApi:
+    """Discovery of one cluster-scoped and one namespaced kind, and the live objects."""
+
+    def __init__(self, live: dict[str, dict[str, object]]) -> None:
+        self.live = live
+
+    def request(self, method: str, path: str, *_: object, **__: object) -> dict[str, object]:
+        if path == "/apis":
+            return {"groups": [{"versions": [{"groupVersion": "cert-manager.io/v1"}]}]}
+        if path == "/apis/cert-manager.io/v1":
+            return {
+                "resources": [
+                    {"name": "clusterissuers", "kind": "ClusterIssuer", "namespaced": False},
+                    {"name": "certificates", "kind": "Certificate", "namespaced": True},
+                ]
+            }
+        return {"resources": []}
+
+    def get(self, path: str) -> dict[str, object] | None:
+        return self.live.get(path)
+
+
+def _issuer_state(kind: str, metadata: dict[str, str]) -> dict[str, object]:
+    return {
+        "type": "kubernetes:cert-manager.io/v1:" + kind,
+        "custom": True,
+        "inputs": {"metadata": metadata, "spec": {"selfSigned": {}}},
+        "outputs": {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": kind,
+            # The provider's outputs carry no namespace for a cluster-scoped object.
+            "metadata": {
+                k: v for k, v in metadata.items() if k == "name" or kind != "ClusterIssuer"
+            },
+        },
+    }
+
+
+def test_verify_objects_ignores_a_namespace_on_cluster_scoped_inputs() -> None:
+    # The provider defaults the namespace of a custom resource whose CRD it cannot see yet;
+    # a cluster-scoped object has none in the API server, and that is no difference.
+    live = {
+        "/apis/cert-manager.io/v1/clusterissuers/root": {
+            "metadata": {"name": "root"},
+            "spec": {"selfSigned": {}},
+        }
+    }
+    api = _FakeApi(live)
+    resources = checks.Resources(api)  # type: ignore[arg-type]
+    issuer = _issuer_state("ClusterIssuer", {"name": "root", "namespace": "default"})
+    verified = checks.verify_objects(api, resources, {"resources": [issuer]})  # type: ignore[arg-type]
+    assert verified["verified_in_api"] == 1
+    # A namespaced object missing its namespace is still a difference.
+    state = {"resources": [_issuer_state("Certificate", {"name": "c", "namespace": "x"})]}
+    live["/apis/cert-manager.io/v1/namespaces/x/certificates/c"] = {
+        "metadata": {"name": "c"},
+        "spec": {"selfSigned": {}},
+    }
+    with pytest.raises(AssertionError, match=r"metadata\.namespace: missing"):
+        checks.verify_objects(api, resources, state)  # type: ignore[arg-type]
