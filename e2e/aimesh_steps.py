@@ -655,16 +655,25 @@ class Step:
     name: str
     description: str
     run: Callable[[Scenario], dict[str, Any]]
+    # What the stack needs from the cluster before any scenario step (CRDs, controllers): run
+    # even when `--only` names other steps.
+    setup: bool = False
 
 
 # In the order they run; the first failure stops the run. A step that needs the deployed stack
 # goes between b-up and g-destroy, one that needs none may go anywhere (docs/e2e.md).
 STEPS: list[Step] = [
-    Step("bring-your-own", "upstream CRDs of the components no module serves", bring_your_own),
+    Step(
+        "bring-your-own",
+        "upstream CRDs of the components no module serves",
+        bring_your_own,
+        setup=True,
+    ),
     Step(
         "cert-manager-controller",
         "cert-manager's real controller on the host, against the API server",
         cert_manager_controller,
+        setup=True,
     ),
     Step(
         "w-window-reconciler",

@@ -65,8 +65,11 @@ class Report:
             step.status = "fail"
             text = str(err) if isinstance(err, ScenarioError) else traceback.format_exc(limit=8)
             # A failed CLI command: its Diagnostics section says why (the outputs do not).
+            # The stack outputs that follow would only push the diagnostics out of the limit.
             start = text.find("Diagnostics:")
-            step.detail = (text[start:] if start >= 0 else text)[:6000]
+            if start >= 0:
+                text = text[start:].split("\nOutputs:\n", 1)[0]
+            step.detail = text[:6000]
             raise
         else:
             step.status = "pass"

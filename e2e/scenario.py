@@ -117,7 +117,7 @@ def run(report: Report, keep: bool, only: frozenset[str] = frozenset()) -> None:
         )
         report.meta["bring_your_own"] = steps.WHY_BROUGHT
         for step_def in steps.STEPS:
-            if only and step_def.name not in only:
+            if only and step_def.name not in only and not step_def.setup:
                 continue
             with report.step(step_def.name, step_def.description) as step:
                 step.counts = step_def.run(sc)
@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         default="",
         metavar="STEP,...",
-        help="while debugging: run only these scenario steps (after the cluster and engine "
-        "steps); make e2e runs them all",
+        help="while debugging: run only these scenario steps (after the cluster, engine and "
+        "setup steps); make e2e runs them all",
     )
     args = parser.parse_args(argv)
     only = frozenset(filter(None, args.only.split(",")))
@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown steps {sorted(unknown)}; steps: {[s.name for s in steps.STEPS]}")
     keep = args.keep or bool(os.environ.get("AIMESH_E2E_KEEP"))
-    report = Report(args.report, meta={"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    # Absolute: the program's steps run with the stack's project copy as working directory.
+    report = Report(args.report.resolve(), meta={"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ")})
     if only:
         # A partial run never counts as a pass (its exit code is 1 whatever happens).
         report.meta["only"] = sorted(only)
