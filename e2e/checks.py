@@ -176,9 +176,11 @@ def verify_objects(api: Kube, resources: Resources, deployment: Json) -> dict[st
     }
 
 
-def managed_objects(api: Kube, resources: Resources) -> set[ObjectRef]:
-    """Every object in the cluster carrying aimesh's managed-by label."""
-    found: set[ObjectRef] = set()
+def managed_objects(api: Kube, resources: Resources) -> dict[ObjectRef, set[tuple[str, str]]]:
+    """Every object in the cluster carrying aimesh's managed-by label, with the (kind, name) of
+    its owners: a controller's object (cert-manager's CertificateRequest of a Certificate,
+    whose labels it copies) is owned and goes with its owner through the garbage collector."""
+    found: dict[ObjectRef, set[tuple[str, str]]] = {}
     selector = {"labelSelector": f"{MANAGED_BY[0]}={MANAGED_BY[1]}"}
     for gv, plural, kind, _ in sorted(resources.lists):
         if plural in ("events", "bindings", "componentstatuses"):
@@ -190,7 +192,8 @@ def managed_objects(api: Kube, resources: Resources) -> set[ObjectRef]:
             continue
         for item in items:
             meta = item.get("metadata", {})
-            found.add(ObjectRef(gv, kind, meta.get("namespace", ""), meta["name"]))
+            owners = {(o["kind"], o["name"]) for o in meta.get("ownerReferences") or []}
+            found[ObjectRef(gv, kind, meta.get("namespace", ""), meta["name"])] = owners
     return found
 
 
