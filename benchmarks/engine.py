@@ -79,6 +79,8 @@ def main() -> int:
             charts=tc.charts,
         )
         steps.bring_your_own(sc)
+        # `up` waits for aimesh's issuers to be Ready: cert-manager's controller makes them so.
+        steps.cert_manager_controller(sc)
         steps.create_stack(sc)
         dev = sc.the_stack()
         figures["dev preview, no pack (s)"] = timed(lambda: dev.preview(diff=False))
