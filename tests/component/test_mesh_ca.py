@@ -15,7 +15,7 @@ from aimesh.builders import mesh_ca
 from tests import certs
 from tests.component.test_observability import _is_secret
 from tests.policy.test_our_stacks import mandatory_violations
-from tests.program.test_stacks import CHART_TYPES, chart_name, waits_for
+from tests.program.test_stacks import CHART_TYPES, waits_for
 from tools import offline, schemas
 
 MESH_CA = "aimesh:meshCa:MeshCA"
@@ -43,7 +43,8 @@ def _by_name(evaluation: offline.Evaluation, name: str) -> offline.Registered:
 
 
 def _chart(evaluation: offline.Evaluation, chart: str) -> offline.Registered:
-    return next(r for r in evaluation.resources if r.type in CHART_TYPES and chart_name(r) == chart)
+    urn = next(c.urn for c in evaluation.chart_installs() if c.name == chart)
+    return next(r for r in evaluation.resources if r.urn == urn)
 
 
 def test_istiod_mode_registers_no_mesh_ca() -> None:

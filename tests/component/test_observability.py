@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pulumi.runtime import rpc
 
-from aimesh.builders import collector, monitoring
+from aimesh.builders import collector, monitoring, telemetry
 from aimesh.components.charts import TEMPLATE_TYPE
 from tests.conftest import evaluated
 from tools import offline, schemas
@@ -78,8 +78,11 @@ def test_charts_use_the_install_method_their_content_needs(full: offline.Evaluat
 
 def test_render_mode_renders_both_charts(tmp_path: Any) -> None:
     rendered = _evaluate(clusterMode="render", renderDir=str(tmp_path))
-    assert _named(rendered, "aimesh-monitoring").type == "kubernetes:helm.sh/v4:Chart"
-    assert _named(rendered, "aimesh-monitoring").inputs["includeHooks"] is True
+    # Render mode's Helm v3 Chart (`helm template` for aimesh:kubernetesVersion; hooks kept).
+    installs = {c.release: c for c in rendered.chart_installs()}
+    assert installs[monitoring.RELEASE].type == "kubernetes:helm.sh/v3:Chart"
+    assert installs[monitoring.RELEASE].chart == "kube-prometheus-stack"
+    assert installs[telemetry.COLLECTOR_NAME].type == "kubernetes:helm.sh/v3:Chart"
 
 
 def test_custom_resources_wait_for_what_serves_their_crd(full: offline.Evaluation) -> None:

@@ -268,8 +268,8 @@ def test_render_mode_renders_every_chart_for_the_stacks_kubernetes(
     # Helm v3 Charts, named by their release (Helm renders it into object names).
     assert {r.type for r in charts.values()} == {TEMPLATE}
     assert set(charts) == {
-        "cert-manager", "istio-base", "istiod", "aimesh-ingressgateway", "kserve-crd", "kserve",
-        "kserve-runtime-configs",
+        "cert-manager", "istio-base", "istio-cni", "istiod", "aimesh-ingressgateway", "kserve-crd",
+        "kserve", "kserve-runtime-configs",
     }  # fmt: skip
     templates = _templates(render)
     assert set(templates) == set(charts)
