@@ -127,7 +127,7 @@ E2E_REPORT ?= build/e2e/report.json
 e2e-toolchain: ensure  ## build (or reuse) the pinned Pulumi CLI, provider, control plane and kwok
 	$(PY) -m e2e.toolchain
 
-e2e: e2e-toolchain  ## the real Pulumi CLI + provider + API server, end to end
+e2e: e2e-toolchain schemas  ## the real Pulumi CLI + provider + API server, end to end
 	$(PY) -m e2e.scenario --report $(E2E_REPORT)
 
 lint: ensure  ## ruff (lint + format check) and mypy --strict

@@ -115,8 +115,22 @@ def _oldest_kubelet(client: Any, api: Any) -> str | None:
         nodes = client.CoreV1Api(api).list_node().items
     except Exception:  # may not list nodes: the server version must do
         return None
-    kubelets = [str(n.status.node_info.kubelet_version) for n in nodes if n.status]
-    return min(kubelets, key=minor) if kubelets else None
+    kubelets = {
+        str(n.metadata.name): str(n.status.node_info.kubelet_version)
+        for n in nodes
+        if n.status and n.status.node_info
+    }
+    for name, version in kubelets.items():
+        if _VERSION.match(version.strip()) is None:
+            # A simulated or virtual node (kwok reports `kwok-<version>`): whether its pods get
+            # native sidecars cannot be told, so it is refused like an old one, by name.
+            raise UnsupportedClusterError(
+                f"the cluster: node {name}'s kubelet reports {version!r}, not a Kubernetes "
+                f"version, so aimesh cannot tell whether it runs native sidecars (needs >= "
+                f"{'.'.join(map(str, versions.MIN_KUBERNETES))}). Remove the node or run a "
+                "kubelet that reports its release (nothing was created)."
+            )
+    return min(kubelets.values(), key=minor) if kubelets else None
 
 
 def _short(exc: BaseException) -> str:

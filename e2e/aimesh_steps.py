@@ -173,9 +173,7 @@ def bring_your_own(sc: Scenario) -> dict[str, Any]:
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
             )
         for rel in crd_paths:
-            source = schemas.upstream(rel)
-            files = sorted(source.glob("*.yaml")) if source.is_dir() else [source]
-            for path in files:
+            for path in schemas.upstream_paths(rel):
                 for doc in schemas.load_yaml_documents(path):
                     if not doc or doc.get("kind") != "CustomResourceDefinition":
                         continue

@@ -160,6 +160,17 @@ def test_an_old_kubelet_is_refused_even_behind_a_new_api_server() -> None:
         cluster_version.target(_existing(api))
 
 
+def test_a_kubelet_that_reports_no_release_is_refused_by_name() -> None:
+    with (
+        FakeApiServer("v1.36.3", ["v1.36.3", "kwok-0.8.0"]) as api,
+        pytest.raises(cluster_version.UnsupportedClusterError) as refused,
+    ):
+        cluster_version.target(_existing(api))
+    assert "n1" in str(refused.value)
+    assert "kwok-0.8.0" in str(refused.value)
+    assert "nothing was created" in str(refused.value)
+
+
 def test_credentials_that_may_not_list_nodes_still_check_the_server() -> None:
     with FakeApiServer("v1.33.0", None) as api:
         found = cluster_version.target(_existing(api))
