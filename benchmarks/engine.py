@@ -38,6 +38,15 @@ def timed(fn: Callable[[], Any]) -> float:
     return round(time.monotonic() - started, 1)
 
 
+class Figures(dict[str, Any]):
+    """The figures, each printed as soon as it is measured (a long run stopped midway still
+    leaves those it got)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        print(f"{key}  {value}", flush=True)
+        super().__setitem__(key, value)
+
+
 def many_models(project: Path, count: int) -> str:
     """Pulumi.bench<count>.yaml: the e2e stack with `count` copies of its first model."""
     config = yaml.safe_load((project / "Pulumi.e2e.yaml").read_text())
@@ -61,7 +70,7 @@ def main() -> int:
     args = parser.parse_args()
     tc = toolchain.current()
     toolchain.build(tc)
-    figures: dict[str, Any] = {}
+    figures = Figures()
     with (
         tempfile.TemporaryDirectory(prefix="aimesh-bench-") as tmp,
         contextlib.ExitStack() as stack,
