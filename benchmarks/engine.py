@@ -68,6 +68,8 @@ def main() -> int:
     parser.add_argument("--models", type=int, default=100)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    # Absolute: the inline program changes the working directory to the project copy.
+    json_path = args.json.resolve() if args.json else None
     tc = toolchain.current()
     toolchain.build(tc)
     figures = Figures()
@@ -109,9 +111,9 @@ def main() -> int:
     width = max(map(len, figures))
     for key, value in figures.items():
         print(f"{key:{width}}  {value}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
 
