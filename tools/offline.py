@@ -110,6 +110,9 @@ class Evaluation:
             if token == HELM_TEMPLATE and isinstance(args.get("jsonOpts"), str)
             for opts in [json.loads(args["jsonOpts"])]
         }
+        # A Release's render-only mirror (aimesh/components/charts.py) is a v3 Chart named like
+        # the release: the same install, not another one.
+        released = {str(r.inputs.get("name")) for r in self.resources if r.type == RELEASE_TYPE}
         found: list[ChartInstall] = []
         for r in self.resources:
             if r.type in (RELEASE_TYPE, CHART_TYPE):
@@ -126,7 +129,7 @@ class Evaluation:
                         values=r.inputs.get("values") or {},
                     )
                 )
-            elif r.type == TEMPLATE_TYPE and r.name in templates:
+            elif r.type == TEMPLATE_TYPE and r.name in templates and r.name not in released:
                 opts = templates[r.name]
                 found.append(
                     ChartInstall(

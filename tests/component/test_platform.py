@@ -71,13 +71,8 @@ def _one(evaluation: offline.Evaluation, name: str) -> offline.Registered:
 def _charts(evaluation: offline.Evaluation) -> dict[str, offline.Registered]:
     """The charts installed (on the cluster, or rendered in render mode), not the Releases'
     render-only mirrors (Helm v3 Charts on a `-rendered` provider)."""
-    return {
-        r.name: r
-        for r in evaluation.resources
-        if r.type in (RELEASE, CHART, TEMPLATE)
-        and not r.name.endswith(MIRROR_SUFFIX)
-        and MIRROR_SUFFIX not in r.provider
-    }
+    installed = {c.urn for c in evaluation.chart_installs()}
+    return {r.name: r for r in evaluation.resources if r.urn in installed}
 
 
 def _depends_on(evaluation: offline.Evaluation, name: str, *others: str) -> bool:

@@ -168,8 +168,6 @@ def test_the_dependency_check_can_fail(stack_evaluation: offline.Evaluation) -> 
         r
         for r in stack_evaluation.resources
         if charts_by_urn(stack_evaluation).get(r.urn) == "cert-manager"
-        and not r.name.endswith(MIRROR_SUFFIX)
-        and MIRROR_SUFFIX not in r.provider
     ]
     assert waits_for(stack_evaluation, issuer_chart) == set()
 
