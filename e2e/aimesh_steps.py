@@ -29,8 +29,8 @@ from e2e.checks import (
     ObjectRef,
     Resources,
     managed_objects,
+    object_fingerprints,
     plaintext_secrets,
-    resource_versions,
     state_objects,
     verify_objects,
 )
@@ -485,7 +485,7 @@ def step_d_weakening(sc: Scenario, which: str) -> dict[str, Any]:
     """d. a weakening through the escape hatch fails preview and up naming the policy; the
     cluster is unchanged."""
     policy, manifest = WEAKENINGS[which]
-    before = resource_versions(sc.cluster.api, sc.api_resources(), sc.deployment())
+    before = object_fingerprints(sc.cluster.api, sc.api_resources(), sc.deployment())
     edit_config(sc.project, "e2e", {"aimesh:extraObjects": [manifest]})
     try:
         for action in ("preview", "up"):
@@ -509,7 +509,7 @@ def step_d_weakening(sc: Scenario, which: str) -> dict[str, Any]:
     require(
         api.get(sc.api_resources().path(ref)) is None, f"the weakening {ref} reached the cluster"
     )
-    after = resource_versions(api, sc.api_resources(), sc.deployment())
+    after = object_fingerprints(api, sc.api_resources(), sc.deployment())
     changed = sorted(k for k in before if before[k] != after.get(k))
     require(not changed, f"objects changed by a failed update: {changed[:10]}")
     return {"policy_named": 1, "objects_unchanged": len(before)}

@@ -4,6 +4,7 @@ program meant; nothing is left that the stack does not own; no secret is in the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -197,12 +198,27 @@ def managed_objects(api: Kube, resources: Resources) -> dict[ObjectRef, set[tupl
     return found
 
 
-def resource_versions(api: Kube, resources: Resources, deployment: Json) -> dict[str, str]:
-    """resourceVersion of each stack object (to prove a failed change left the cluster as is)."""
+# Written by the API server or by controllers as they observe an object (a CronJob's
+# lastScheduleTime, a Deployment's replicas), never by a client's change of the object itself.
+_SERVER_WRITTEN_METADATA = ("resourceVersion", "managedFields", "generation")
+
+
+def object_fingerprints(api: Kube, resources: Resources, deployment: Json) -> dict[str, str]:
+    """A digest of each stack object as a client wrote it: everything but `status` and the
+    metadata the server maintains. Comparing resourceVersions instead would count a controller's
+    status write (the window reconciler's CronJob firing) as a change by Pulumi."""
     out: dict[str, str] = {}
     for _, ref in state_objects(deployment):
         live = api.get(resources.path(ref))
-        out[str(ref)] = (live or {}).get("metadata", {}).get("resourceVersion", "absent")
+        if live is None:
+            out[str(ref)] = "absent"
+            continue
+        written = {k: v for k, v in live.items() if k != "status"}
+        written["metadata"] = {
+            k: v for k, v in live.get("metadata", {}).items() if k not in _SERVER_WRITTEN_METADATA
+        }
+        text = json.dumps(written, sort_keys=True, separators=(",", ":"))
+        out[str(ref)] = hashlib.sha256(text.encode()).hexdigest()
     return out
 
 

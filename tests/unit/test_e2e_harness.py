@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -250,3 +251,45 @@ def test_verify_objects_ignores_a_namespace_on_cluster_scoped_inputs() -> None:
     }
     with pytest.raises(AssertionError, match=r"metadata\.namespace: missing"):
         checks.verify_objects(api, resources, state)  # type: ignore[arg-type]
+
+
+class _OneObjectApi:
+    """Stands in for the API server's GET of one object (the fingerprint's only input)."""
+
+    def __init__(self, live: dict[str, Any]) -> None:
+        self.live = live
+
+    def get(self, path: str) -> dict[str, Any]:
+        return self.live
+
+
+class _Paths:
+    def path(self, ref: Any) -> str:
+        return str(ref)
+
+
+def test_a_controllers_status_write_is_not_a_change_but_a_clients_write_is() -> None:
+    cronjob: dict[str, Any] = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "w", "namespace": "m", "labels": {"a": "1"}},
+        "spec": {"schedule": "*/5 * * * *"},
+    }
+    deployment = {
+        "resources": [{"type": "kubernetes:batch/v1:CronJob", "custom": True, "outputs": cronjob}]
+    }
+
+    def fingerprint(live: dict[str, Any]) -> dict[str, str]:
+        api = _OneObjectApi(live)
+        return checks.object_fingerprints(api, _Paths(), deployment)  # type: ignore[arg-type]
+
+    before = fingerprint({**cronjob, "metadata": {**cronjob["metadata"], "resourceVersion": "1"}})
+    fired = {
+        **cronjob,
+        "metadata": {**cronjob["metadata"], "resourceVersion": "2", "managedFields": [{}]},
+        "status": {"lastScheduleTime": "2026-12-04T20:45:00Z"},
+    }
+    assert fingerprint(fired) == before
+    relabelled = {**cronjob, "metadata": {**cronjob["metadata"], "labels": {"a": "2"}}}
+    assert fingerprint(relabelled) != before
+    assert fingerprint({**cronjob, "spec": {"schedule": "* * * * *"}}) != before
